@@ -1,0 +1,21 @@
+"""kd_env: multi-teacher knowledge distillation as a Gymnasium environment.
+
+Importing the package registers ``kd_env/TeacherSelection-v0`` (binary selection per instance and
+teacher) and ``kd_env/TeacherWeighting-v0`` (continuous weights). Registration is idempotent.
+"""
+
+from gymnasium.envs.registration import register, registry
+
+from kd_env.distill import KDConfig, kd_loss, normalise_weights, weights_from_selection
+from kd_env.env import TeacherSelectionEnv
+
+ENV_IDS = {
+    "kd_env/TeacherSelection-v0": {"action_mode": "select"},
+    "kd_env/TeacherWeighting-v0": {"action_mode": "weights"},
+}
+
+for _env_id, _kwargs in ENV_IDS.items():
+    if _env_id not in registry:
+        register(id=_env_id, entry_point="kd_env.env:TeacherSelectionEnv", kwargs=_kwargs)
+
+__all__ = ["ENV_IDS", "KDConfig", "TeacherSelectionEnv", "kd_loss", "normalise_weights", "weights_from_selection"]

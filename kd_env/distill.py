@@ -1,0 +1,115 @@
+"""Pure-torch multi-teacher distillation: KD losses, teacher aggregation, and weights from actions.
+
+Shapes: B instances, K teachers, C classes. Nothing here imports gym, so the loss can be tested and
+reused (e.g. by a plain training loop) without the environment.
+
+The loss of instance j is
+
+    L_j = (1 - alpha) * CE(y_j, p_S) + alpha * KD_j
+
+with, for the default ``weighted_ce`` aggregation (the paper's),
+
+    KD_j = sum_k w_jk * CE(p_Tk^tau, p_S^tau)
+
+and, for ``kl_to_average``, ``KD_j = KL(sum_k w_jk p_Tk^tau || p_S^tau)``. ``p^tau`` is the softmax of
+logits / tau; with ``tau_squared`` the KD term is multiplied by tau^2 (Hinton et al.), which keeps its
+gradient scale independent of tau. An instance whose weight row is all zero (no teacher selected under
+the ``hard_label`` fallback) trains on the hard label only: its loss is ``CE(y_j, p_S)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+AGGREGATIONS = ("weighted_ce", "kl_to_average")
+EMPTY_SELECTION_FALLBACKS = ("hard_label", "all_teachers")
+
+
+@dataclass(frozen=True)
+class KDConfig:
+    """How teacher outputs are turned into the student's loss."""
+
+    alpha: float = 0.5
+    """Share of the KD term; 1 - alpha goes to the hard label."""
+    temperature: float = 2.0
+    """Softmax temperature tau applied to teacher and student logits in the KD term."""
+    tau_squared: bool = False
+    """Multiply the KD term by tau^2."""
+    aggregation: str = "weighted_ce"
+    """``weighted_ce`` (sum of per-teacher soft CEs) or ``kl_to_average`` (KL to the weighted mean)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if not self.temperature > 0.0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"unknown aggregation {self.aggregation!r}; expected one of {AGGREGATIONS}")
+
+
+@dataclass(frozen=True)
+class KDLoss:
+    """Per-instance loss parts; ``total.mean()`` is what the optimizer minimises."""
+
+    total: torch.Tensor
+    ce: torch.Tensor
+    kd: torch.Tensor
+
+
+def weights_from_selection(selection: torch.Tensor, empty: str = "hard_label") -> torch.Tensor:
+    """Binary (B, K) selection -> (B, K) weights averaging over the selected teachers.
+
+    Rows with no teacher selected stay all-zero (``hard_label``: the instance learns from its label
+    only) or become uniform (``all_teachers``).
+    """
+    if empty not in EMPTY_SELECTION_FALLBACKS:
+        raise ValueError(f"unknown empty-selection fallback {empty!r}; expected one of {EMPTY_SELECTION_FALLBACKS}")
+    return normalise_weights(selection.to(torch.float32), empty)
+
+
+def normalise_weights(scores: torch.Tensor, empty: str = "hard_label") -> torch.Tensor:
+    """Non-negative (B, K) scores -> weights summing to 1 per instance (all-zero rows: see ``empty``)."""
+    if empty not in EMPTY_SELECTION_FALLBACKS:
+        raise ValueError(f"unknown empty-selection fallback {empty!r}; expected one of {EMPTY_SELECTION_FALLBACKS}")
+    totals = scores.sum(dim=1, keepdim=True)
+    if empty == "all_teachers":
+        scores = torch.where(totals <= 0, torch.ones_like(scores), scores)
+        totals = scores.sum(dim=1, keepdim=True)
+    return scores / totals.clamp_min(1e-12)
+
+
+def soft_cross_entropy(target_probs: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
+    """CE(target, p) = -sum_c target_c log p_c along the last dimension."""
+    return -(target_probs * log_probs).sum(dim=-1)
+
+
+def kd_loss(
+    student_logits: torch.Tensor,
+    labels: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    weights: torch.Tensor,
+    config: KDConfig,
+) -> KDLoss:
+    """The multi-teacher KD loss per instance (see the module docstring).
+
+    ``student_logits`` (B, C), ``labels`` (B,), ``teacher_logits`` (B, K, C), ``weights`` (B, K) with
+    rows summing to 1 or all zero.
+    """
+    tau = config.temperature
+    ce = F.cross_entropy(student_logits, labels, reduction="none")
+    student_log_probs_tau = F.log_softmax(student_logits / tau, dim=-1)
+    teacher_probs_tau = F.softmax(teacher_logits / tau, dim=-1)
+    if config.aggregation == "weighted_ce":
+        per_teacher = soft_cross_entropy(teacher_probs_tau, student_log_probs_tau.unsqueeze(1))
+        kd = (weights * per_teacher).sum(dim=1)
+    else:
+        mixed = (weights.unsqueeze(-1) * teacher_probs_tau).sum(dim=1)
+        kd = (mixed * (torch.log(mixed.clamp_min(1e-12)) - student_log_probs_tau)).sum(dim=-1)
+    if config.tau_squared:
+        kd = kd * tau * tau
+    has_teacher = weights.sum(dim=1) > 0
+    total = torch.where(has_teacher, (1.0 - config.alpha) * ce + config.alpha * kd, ce)
+    return KDLoss(total=total, ce=ce, kd=kd)

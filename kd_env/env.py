@@ -1,0 +1,381 @@
+"""The teacher-selection environment: one step is one distillation step of the student on one batch."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from kd_env import rewards as reward_fns
+from kd_env.distill import KDConfig, kd_loss, normalise_weights, weights_from_selection
+from kd_env.features import FEATURE_GROUPS, FeatureLayout, SemanticProjection, dynamic_features, static_features, validate_groups
+from kd_env.problems import build_distillation_data
+from kd_env.students import build_student, default_learning_rate
+
+ACTION_MODES = ("select", "weights")
+RESET_OPTIONS = ("keep_student",)
+EVAL_BATCH = 1024
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; anything else as torch names it."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict[str, float]:
+    """Accuracy, macro-F1 (over classes present in labels or predictions) and mean CE."""
+    predictions = logits.argmax(dim=1)
+    ce = torch.nn.functional.cross_entropy(logits, labels).item()
+    f1s = []
+    for c in range(num_classes):
+        tp = ((predictions == c) & (labels == c)).sum().item()
+        predicted, actual = (predictions == c).sum().item(), (labels == c).sum().item()
+        if predicted + actual > 0:
+            f1s.append(2.0 * tp / (predicted + actual))
+    return {"accuracy": (predictions == labels).float().mean().item(), "macro_f1": float(np.mean(f1s)), "ce": ce}
+
+
+class TeacherSelectionEnv(gym.Env):
+    """Choose, for every instance of a training batch, which teachers the student distils from.
+
+    ## Description
+    Multi-teacher knowledge distillation as an MDP (Yuan et al., "Reinforced Multi-Teacher Selection
+    for Knowledge Distillation", AAAI 2021). K frozen teachers' outputs are precomputed; each step
+    the agent sees features of a batch of B training instances and the K teachers, chooses a selection
+    (or weight) per (instance, teacher), and the environment trains the student one optimizer step on
+    ``(1 - alpha) * CE(y, p_S) + alpha * sum_k w_jk * CE(p_Tk^tau, p_S^tau)`` (see ``kd_env.distill``).
+    Teachers never run inside ``step``; only the student does.
+
+    ## Action Space
+    ``TeacherSelection-v0`` (``action_mode="select"``): ``MultiBinary(B * K)``, 1 = learn from that
+    teacher. ``TeacherWeighting-v0`` (``action_mode="weights"``): ``Box(0, 1, (B * K,))``, normalised
+    per instance. Both flat in row-major (instance, teacher) order: index ``j * K + k``. An instance
+    with nothing selected follows ``empty_selection``.
+
+    ## Observation Space
+    ``Box((B * K * F,), float32)``, row-major (instance, teacher, feature): reshape to
+    ``env.unwrapped.obs_shape == (B, K, F)``. ``env.unwrapped.feature_names`` names the F features;
+    the groups and their bounds are in ``kd_env.features``. All values lie in [0, 1] except the
+    semantic vector, in [-1, 1].
+
+    ## Rewards
+    The mean over the batch of the per-instance rewards named by ``reward`` (``kd_env.rewards``:
+    ``student_ce``, ``student_loss``, ``ce_gain``, ``dev_gain``), scaled by 1 / log C. On the last step
+    ``terminal_bonus * dev_accuracy`` is added. The per-instance rewards are in ``info``.
+
+    ## Starting State
+    ``reset(seed=...)`` draws a fresh student initialisation and the batch order from
+    ``self.np_random`` (torch's global RNG is never touched). ``reset(options={"keep_student": True})``
+    keeps the student and its optimizer (episodes as epochs of one continuing run) and draws a new
+    batch order.
+
+    ## Episode End
+    Terminated after ``episode_steps`` steps (default: one pass over the training split, dropping the
+    last partial batch). Never truncated by the environment itself.
+
+    ## Info
+    ``ce``, ``kd``, ``loss`` (batch means before the update), ``batch_accuracy``, ``selection_rate``
+    (K,), ``instance_rewards`` (B,), ``episode_step``; on tasks with a known answer
+    ``selection_agreement`` (share of the B*K decisions equal to the oracle's) and ``expert_weight``
+    (share of KD weight on expert teachers), and ``oracle``: the expert mask (B*K,) of the returned
+    observation's batch; at the episode end ``dev_accuracy``, ``dev_macro_f1``, ``dev_ce``.
+
+    ## Arguments
+    ``task``, ``teachers`` (names; None = all of the task's), ``task_options``, ``student``,
+    ``student_options``, ``action_mode``, ``batch_size``, ``episode_steps``, ``alpha``,
+    ``temperature``, ``tau_squared``, ``aggregation``, ``empty_selection``, ``reward``,
+    ``terminal_bonus``, ``features`` (group names; None = all), ``semantic_dim``, ``learning_rate`` (None: the student's default),
+    ``weight_decay``, ``probe_size`` (dev instances for ``dev_gain``), ``device``. All are JSON-friendly,
+    so ``env.spec.to_json()`` round-trips.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        task: str = "synthetic",
+        teachers: list[str] | None = None,
+        task_options: dict | None = None,
+        student: str = "head",
+        student_options: dict | None = None,
+        action_mode: str = "select",
+        batch_size: int = 32,
+        episode_steps: int | None = None,
+        alpha: float = 0.5,
+        temperature: float = 2.0,
+        tau_squared: bool = False,
+        aggregation: str = "weighted_ce",
+        empty_selection: str = "hard_label",
+        reward: str = "student_ce",
+        terminal_bonus: float = 0.0,
+        features: list[str] | None = None,
+        semantic_dim: int = 8,
+        learning_rate: float | None = None,
+        weight_decay: float = 0.0,
+        probe_size: int = 256,
+        device: str = "cpu",
+    ) -> None:
+        if action_mode not in ACTION_MODES:
+            raise ValueError(f"unknown action_mode {action_mode!r}; expected one of {ACTION_MODES}")
+        if empty_selection not in ("hard_label", "all_teachers"):
+            raise ValueError(f"unknown empty_selection {empty_selection!r}; expected 'hard_label' or 'all_teachers'")
+        self.kd_config = KDConfig(alpha=alpha, temperature=temperature, tau_squared=tau_squared, aggregation=aggregation)
+        self.reward_name = reward_fns.validate_reward(reward)
+        groups = validate_groups(list(FEATURE_GROUPS) if features is None else features)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = resolve_device(device)
+        self.data = build_distillation_data(task, teachers, task_options)
+        num_train = len(self.data.splits["train"])
+        if batch_size > num_train:
+            raise ValueError(f"batch_size {batch_size} is larger than the training split ({num_train} instances)")
+        if episode_steps is not None and episode_steps < 1:
+            raise ValueError(f"episode_steps must be >= 1 or None, got {episode_steps}")
+
+        self.task = task
+        self.student_name = student
+        self.student_options = dict(student_options or {})
+        self.action_mode = action_mode
+        self.batch_size = batch_size
+        self.episode_steps = episode_steps or num_train // batch_size
+        self.empty_selection = empty_selection
+        self.terminal_bonus = float(terminal_bonus)
+        self.learning_rate = default_learning_rate(student) if learning_rate is None else learning_rate
+        self.weight_decay = weight_decay
+        self.num_teachers = self.data.num_teachers
+        self.num_classes = self.data.num_classes
+
+        train = self.data.splits["train"]
+        projection = SemanticProjection.fit(train.semantic.numpy(), semantic_dim)
+        self.layout = FeatureLayout(groups, self.data.class_names, self.data.teacher_names, semantic_dim)
+        # Torch copies feed the student; numpy copies feed the observation (built in numpy: see features).
+        self._labels = train.labels.to(self.device)
+        self._inputs = {name: t.to(self.device) for name, t in train.student_inputs.items()}
+        self._teacher_logits = train.teacher_logits.to(self.device)
+        self._labels_np = train.labels.numpy()
+        self._teacher_log_probs_np = torch.log_softmax(train.teacher_logits.float(), dim=-1).numpy()
+        self._static = static_features(self.layout, train.teacher_logits.numpy(), self._labels_np, projection(train.semantic.numpy()))
+        self._oracle = None if train.expert_mask is None else train.expert_mask.numpy().astype(bool)
+        dev = self.data.splits["dev"]
+        probe = torch.as_tensor(np.random.default_rng(0).permutation(len(dev))[: min(probe_size, len(dev))])
+        self._probe_inputs = {name: t[probe].to(self.device) for name, t in dev.student_inputs.items()}
+        self._probe_labels = dev.labels[probe].to(self.device)
+
+        b, k, f = batch_size, self.num_teachers, self.layout.size
+        self.obs_shape = (b, k, f)
+        low = np.tile(self.layout.lower_bounds(), b * k)
+        self.observation_space = spaces.Box(low=low, high=np.ones_like(low), dtype=np.float32)
+        if action_mode == "select":
+            self.action_space = spaces.MultiBinary(b * k)
+        else:
+            self.action_space = spaces.Box(low=0.0, high=1.0, shape=(b * k,), dtype=np.float32)
+
+        self.student: torch.nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self._order: np.ndarray | None = None
+        self._step = 0
+        self._batch: np.ndarray | None = None
+        self._pending_logits: torch.Tensor | None = None
+        self._probe_ce: float | None = None
+
+    # ----------------------------------------------------------------------------------------- API
+    @property
+    def feature_names(self) -> list[str]:
+        return self.layout.names
+
+    @property
+    def teacher_names(self) -> tuple[str, ...]:
+        return self.data.teacher_names
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = dict(options or {})
+        unknown = sorted(set(options) - set(RESET_OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown reset options {unknown}; available: {list(RESET_OPTIONS)}")
+        if not options.get("keep_student", False) or self.student is None:
+            self._new_student(int(self.np_random.integers(2**31 - 1)))
+        self._new_batch_order()
+        self._step = 0
+        self._set_batch(0)
+        if reward_fns.needs_probe(self.reward_name):
+            self._probe_ce = self._probe_loss()
+        return self._observation(), self._observation_info()
+
+    def step(self, action):
+        if self._batch is None:
+            raise RuntimeError("call reset() before step()")
+        if self._step >= self.episode_steps:
+            raise RuntimeError(f"the episode ended after {self.episode_steps} steps; call reset()")
+        weights = self._weights_from_action(action)
+        batch = torch.from_numpy(self._batch).to(self.device)
+        labels, teacher_logits = self._labels[batch], self._teacher_logits[batch]
+        logits = self._pending_logits if self._pending_logits is not None else self._student_logits(batch)
+        parts = kd_loss(logits, labels, teacher_logits, weights.to(self.device), self.kd_config)
+        loss = parts.total.mean()
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(
+                f"non-finite student loss at step {self._step}: loss={loss.item()}, "
+                f"ce={parts.ce.mean().item()}, kd={parts.kd.mean().item()}; the student was not updated"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self._pending_logits = None
+        self._step += 1
+
+        losses, batch_stats = self._losses_around_step(batch, labels, teacher_logits, weights, logits, parts)
+        instance_rewards = reward_fns.instance_rewards(self.reward_name, losses, self.num_classes)
+        terminated = self._step >= self.episode_steps
+        info = self._step_info(batch_stats, weights.numpy())
+        if terminated:
+            dev = self.evaluate("dev")
+            info.update({f"dev_{name}": value for name, value in dev.items()})
+            instance_rewards = instance_rewards + self.terminal_bonus * dev["accuracy"]
+        info["instance_rewards"] = instance_rewards.astype(np.float32)
+        reward = float(instance_rewards.mean())
+        self._set_batch(self._step)
+        info.update(self._observation_info())
+        return self._observation(), reward, terminated, False, info
+
+    @torch.no_grad()
+    def evaluate(self, split: str = "dev") -> dict[str, float]:
+        """The student's accuracy, macro-F1 and CE on a split (``train``, ``dev`` or ``test``)."""
+        if split not in self.data.splits:
+            raise ValueError(f"unknown split {split!r}; available: {sorted(self.data.splits)}")
+        if self.student is None:
+            raise RuntimeError("call reset() before evaluate(): there is no student yet")
+        data = self.data.splits[split]
+        was_training = self.student.training
+        self.student.eval()
+        logits = []
+        for start in range(0, len(data), EVAL_BATCH):
+            inputs = {name: t[start : start + EVAL_BATCH].to(self.device) for name, t in data.student_inputs.items()}
+            logits.append(self.student(inputs).float())
+        self.student.train(was_training)
+        return classification_metrics(torch.cat(logits), data.labels.to(self.device), self.num_classes)
+
+    def __getstate__(self):
+        # The pending logits hold an autograd graph, which cannot be pickled; they are recomputed.
+        state = self.__dict__.copy()
+        state["_pending_logits"] = None
+        return state
+
+    # ------------------------------------------------------------------------------------ internals
+    def _new_student(self, seed: int) -> None:
+        self.student = build_student(self.student_name, self.data, seed, self.student_options).to(self.device)
+        self.student.train()
+        # The fused kernel makes the optimizer step ~1.3x faster than the default for small students.
+        self.optimizer = torch.optim.AdamW(
+            self.student.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay, fused=True
+        )
+
+    def _new_batch_order(self) -> None:
+        """Enough shuffled passes over the training split for the episode and one batch past its end."""
+        n = len(self._labels_np)
+        needed = (self.episode_steps + 1) * self.batch_size
+        usable = (n // self.batch_size) * self.batch_size
+        passes = [self.np_random.permutation(n)[:usable] for _ in range(math.ceil(needed / usable))]
+        self._order = np.concatenate(passes)[:needed]
+
+    def _set_batch(self, step: int) -> None:
+        """Make batch ``step`` current; its logits are computed now, with grad, for the next update."""
+        self._batch = self._order[step * self.batch_size : (step + 1) * self.batch_size]
+        self._pending_logits = self._student_logits(torch.from_numpy(self._batch).to(self.device))
+
+    def _student_logits(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.student({name: t[batch] for name, t in self._inputs.items()}).float()
+
+    def _weights_from_action(self, action) -> torch.Tensor:
+        """Validate an action (raising without touching any state) and turn it into (B, K) CPU weights."""
+        expected = (self.batch_size * self.num_teachers,)
+        try:
+            array = np.asarray(action)
+        except Exception as error:  # noqa: BLE001 - any unconvertible object is a bad action
+            raise ValueError(f"action must be an array of shape {expected}, got {type(action).__name__}") from error
+        if array.shape != expected:
+            raise ValueError(f"action must have shape {expected} (B*K, row-major (instance, teacher)), got {array.shape}")
+        if array.dtype.kind not in "biuf":
+            raise ValueError(f"action must be numeric (bool, int or float), got dtype {array.dtype}")
+        if not np.isfinite(array).all():
+            raise ValueError("action contains NaN or inf")
+        scores = torch.from_numpy(array.astype(np.float32)).view(self.batch_size, self.num_teachers)
+        if self.action_mode == "select":
+            if not ((array == 0) | (array == 1)).all():
+                bad = array[(array != 0) & (array != 1)][:5]
+                raise ValueError(f"a MultiBinary action holds only 0 and 1; got values {bad.tolist()}")
+            return weights_from_selection(scores, self.empty_selection)
+        if array.min() < 0 or array.max() > 1:
+            raise ValueError(f"weights must lie in [0, 1]; got min {array.min()}, max {array.max()}")
+        return normalise_weights(scores, self.empty_selection)
+
+    @torch.no_grad()
+    def _losses_around_step(self, batch, labels, teacher_logits, weights, logits, parts):
+        """Per-instance losses before the step and, as the reward needs, after it; one device transfer.
+
+        Returns the ``StepLosses`` for the reward and the (4, B) rows ce, kd, loss, correct for ``info``.
+        """
+        rows = [parts.ce, parts.kd, parts.total, (logits.argmax(dim=1) == labels).float()]
+        probe = {}
+        if reward_fns.needs_probe(self.reward_name):
+            probe_ce_before, self._probe_ce = self._probe_ce, self._probe_loss()
+            probe = {"probe_ce_before": probe_ce_before, "probe_ce_after": self._probe_ce}
+        else:
+            after_logits = self._student_logits(batch)
+            if self.reward_name == "student_loss":
+                after = kd_loss(after_logits, labels, teacher_logits, weights.to(self.device), self.kd_config)
+                rows += [after.ce, after.total]
+            else:
+                rows.append(torch.nn.functional.cross_entropy(after_logits, labels, reduction="none"))
+        values = torch.stack(rows).detach().cpu().numpy()
+        after_rows = {name: values[4 + i] for i, name in enumerate(("ce_after", "loss_after")) if 4 + i < len(values)}
+        return reward_fns.StepLosses(ce_before=values[0], **after_rows, **probe), values[:4]
+
+    @torch.no_grad()
+    def _probe_loss(self) -> float:
+        logits = self.student(self._probe_inputs).float()
+        return torch.nn.functional.cross_entropy(logits, self._probe_labels).item()
+
+    def _observation(self) -> np.ndarray:
+        static = self._static[self._batch]
+        if self.layout.dynamic_groups:
+            dynamic = dynamic_features(
+                self.layout,
+                self._teacher_log_probs_np[self._batch],
+                self._pending_logits.detach().cpu().numpy(),
+                self._labels_np[self._batch],
+                self._step / self.episode_steps,
+            )
+            static = np.concatenate([static, dynamic], axis=-1)
+        return static.reshape(-1)
+
+    def _observation_info(self) -> dict[str, Any]:
+        if self._oracle is None:
+            return {}
+        return {"oracle": self._oracle[self._batch].reshape(-1).astype(np.int8)}
+
+    def _step_info(self, batch_stats: np.ndarray, weights: np.ndarray) -> dict[str, Any]:
+        ce, kd, loss, accuracy = batch_stats.mean(axis=1).tolist()
+        selected = weights > 0
+        info: dict[str, Any] = {
+            "ce": ce,
+            "kd": kd,
+            "loss": loss,
+            "batch_accuracy": accuracy,
+            "selection_rate": selected.mean(axis=0, dtype=np.float32),
+            "episode_step": self._step,
+        }
+        if self._oracle is not None:
+            experts = self._oracle[self._batch]
+            info["selection_agreement"] = float(np.mean(selected == experts))
+            info["expert_weight"] = float(weights[experts].sum() / max(float(weights.sum()), 1e-12))
+        return info

@@ -1,0 +1,176 @@
+"""Per-(instance, teacher) observation features: bounded, float32, with a name for every index.
+
+The feature vector of (instance j, teacher k) is the concatenation of the chosen groups, always in the
+order of ``FEATURE_GROUPS``. Static groups depend only on the data and the teachers and are computed
+once per split; dynamic groups depend on the student and are computed each step.
+
+| group               | width | range   | meaning                                                       |
+|---------------------|-------|---------|---------------------------------------------------------------|
+| teacher_probs       | C     | [0, 1]  | teacher k's class probabilities (temperature 1)               |
+| teacher_ce          | 1     | [0, 1)  | squash(CE of teacher k vs the gold label)                     |
+| teacher_entropy     | 1     | [0, 1]  | entropy of teacher k / log C                                  |
+| teacher_correct     | 1     | {0, 1}  | teacher k's argmax equals the gold label                      |
+| teacher_id          | K     | {0, 1}  | one-hot of k, so a policy shared over teachers can tell them apart |
+| semantic            | D     | [-1, 1] | the instance's frozen-encoder vector, PCA-reduced to D dims   |
+| student_probs       | C     | [0, 1]  | the student's class probabilities before the step             |
+| student_ce          | 1     | [0, 1)  | squash(CE of the student vs the gold label)                   |
+| kl_teacher_student  | 1     | [0, 1)  | squash(KL(teacher k || student))                              |
+| progress            | 1     | [0, 1]  | fraction of the episode done                                  |
+
+``squash(x) = x / (1 + x)`` maps unbounded non-negative losses into [0, 1) monotonically.
+
+Features are numpy float32 arrays, because the observation is one: for a batch of 32 x 4 the
+per-call overhead of numpy is a fraction of torch's, and this runs every step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+STATIC_GROUPS = ("teacher_probs", "teacher_ce", "teacher_entropy", "teacher_correct", "teacher_id", "semantic")
+DYNAMIC_GROUPS = ("student_probs", "student_ce", "kl_teacher_student", "progress")
+FEATURE_GROUPS = STATIC_GROUPS + DYNAMIC_GROUPS
+
+
+def squash(values: np.ndarray) -> np.ndarray:
+    """Map [0, inf) to [0, 1) monotonically."""
+    values = np.maximum(values, 0.0)
+    return values / (1.0 + values)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def validate_groups(groups: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Return the groups in canonical order, or raise on unknown or missing names."""
+    unknown = sorted(set(groups) - set(FEATURE_GROUPS))
+    if unknown:
+        raise ValueError(f"unknown feature groups {unknown}; available: {list(FEATURE_GROUPS)}")
+    if not groups:
+        raise ValueError(f"at least one feature group is needed; available: {list(FEATURE_GROUPS)}")
+    return tuple(g for g in FEATURE_GROUPS if g in groups)
+
+
+@dataclass(frozen=True)
+class FeatureLayout:
+    """Which groups are observed, and the names and bounds of every feature index."""
+
+    groups: tuple[str, ...]
+    class_names: tuple[str, ...]
+    teacher_names: tuple[str, ...]
+    semantic_dim: int
+
+    def group_names(self, group: str) -> list[str]:
+        if group in ("teacher_probs", "student_probs"):
+            return [f"{group}[{c}]" for c in self.class_names]
+        if group == "teacher_id":
+            return [f"teacher_id[{t}]" for t in self.teacher_names]
+        if group == "semantic":
+            return [f"semantic[{i}]" for i in range(self.semantic_dim)]
+        return [group]
+
+    @property
+    def names(self) -> list[str]:
+        return [name for g in self.groups for name in self.group_names(g)]
+
+    @property
+    def static_groups(self) -> tuple[str, ...]:
+        return tuple(g for g in self.groups if g in STATIC_GROUPS)
+
+    @property
+    def dynamic_groups(self) -> tuple[str, ...]:
+        return tuple(g for g in self.groups if g in DYNAMIC_GROUPS)
+
+    @property
+    def size(self) -> int:
+        return len(self.names)
+
+    def lower_bounds(self) -> np.ndarray:
+        """-1 for semantic features, 0 for every other feature."""
+        return np.array([-1.0 if n.startswith("semantic[") else 0.0 for n in self.names], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class SemanticProjection:
+    """PCA fitted on the training split, so every split is reduced the same way."""
+
+    mean: np.ndarray
+    components: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, train_vectors: np.ndarray, dim: int) -> "SemanticProjection":
+        if dim < 1:
+            raise ValueError(f"semantic_dim must be >= 1, got {dim}")
+        vectors = np.asarray(train_vectors, dtype=np.float64)
+        mean = vectors.mean(axis=0)
+        _, _, vh = np.linalg.svd(vectors - mean, full_matrices=False)
+        components = vh[:dim].T
+        # SVD signs are arbitrary: fix them so the largest loading of each component is positive.
+        largest = components[np.abs(components).argmax(axis=0), np.arange(components.shape[1])]
+        components = components * np.where(largest < 0, -1.0, 1.0)
+        if components.shape[1] < dim:  # fewer input dims than asked: pad with zero components
+            components = np.pad(components, ((0, 0), (0, dim - components.shape[1])))
+        scale = 3.0 * np.maximum(((vectors - mean) @ components).std(axis=0), 1e-6)
+        return cls(mean=mean, components=components, scale=scale)
+
+    def __call__(self, vectors: np.ndarray) -> np.ndarray:
+        projected = ((np.asarray(vectors, dtype=np.float64) - self.mean) @ self.components) / self.scale
+        return np.clip(projected, -1.0, 1.0).astype(np.float32)
+
+
+def static_features(
+    layout: FeatureLayout, teacher_logits: np.ndarray, labels: np.ndarray, semantic: np.ndarray
+) -> np.ndarray:
+    """(N, K, F_static) features that depend only on the data and the teachers."""
+    n, k, c = teacher_logits.shape
+    log_probs = log_softmax(np.asarray(teacher_logits, dtype=np.float64))
+    probs = np.exp(log_probs)
+    parts = []
+    for group in layout.static_groups:
+        if group == "teacher_probs":
+            parts.append(probs)
+        elif group == "teacher_ce":
+            parts.append(squash(-np.take_along_axis(log_probs, labels.reshape(n, 1, 1).repeat(k, axis=1), axis=2)))
+        elif group == "teacher_entropy":
+            parts.append(np.clip(-(probs * log_probs).sum(axis=-1, keepdims=True) / np.log(c), 0.0, 1.0))
+        elif group == "teacher_correct":
+            parts.append((probs.argmax(axis=-1) == labels.reshape(n, 1))[..., None])
+        elif group == "teacher_id":
+            parts.append(np.broadcast_to(np.eye(k), (n, k, k)))
+        elif group == "semantic":
+            parts.append(np.broadcast_to(semantic[:, None, :], (n, k, semantic.shape[1])))
+    if not parts:
+        return np.zeros((n, k, 0), dtype=np.float32)
+    return np.concatenate(parts, axis=-1).astype(np.float32)
+
+
+def dynamic_features(
+    layout: FeatureLayout,
+    teacher_log_probs: np.ndarray,
+    student_logits: np.ndarray,
+    labels: np.ndarray,
+    progress: float,
+) -> np.ndarray:
+    """(B, K, F_dynamic) features that depend on the current student."""
+    b, k, _ = teacher_log_probs.shape
+    student_log_probs = log_softmax(student_logits.astype(np.float64))
+    parts = []
+    for group in layout.dynamic_groups:
+        if group == "student_probs":
+            parts.append(np.broadcast_to(np.exp(student_log_probs)[:, None, :], (b, k, student_log_probs.shape[1])))
+        elif group == "student_ce":
+            ce = -student_log_probs[np.arange(b), labels]
+            parts.append(np.broadcast_to(squash(ce)[:, None, None], (b, k, 1)))
+        elif group == "kl_teacher_student":
+            kl = (np.exp(teacher_log_probs) * (teacher_log_probs - student_log_probs[:, None, :])).sum(axis=-1)
+            parts.append(squash(kl)[..., None])
+        elif group == "progress":
+            parts.append(np.full((b, k, 1), min(max(progress, 0.0), 1.0)))
+    if not parts:
+        return np.zeros((b, k, 0), dtype=np.float32)
+    return np.concatenate(parts, axis=-1, dtype=np.float32)

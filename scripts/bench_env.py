@@ -1,0 +1,90 @@
+"""Env steps per second, and env.step time against a bare distillation step (same run, same student).
+
+The bare step is what any KD training loop must do anyway: the student's forward on the batch, the KD
+loss with the given weights, backward and the optimizer step. The ratio is the environment's overhead
+(observation features, reward forward, validation, info), measured in alternating rounds so that
+machine noise hits both sides alike.
+
+    python scripts/bench_env.py --batch-size 32 --rounds 5 --steps 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import kd_env
+from kd_env.distill import kd_loss, weights_from_selection
+
+
+def time_env_steps(env, actions: list[np.ndarray], steps: int) -> float:
+    """Seconds per env.step (episode resets excluded from the clock)."""
+    elapsed = 0.0
+    done = 0
+    while done < steps:
+        start = time.perf_counter()
+        _, _, terminated, _, _ = env.step(actions[done % len(actions)])
+        elapsed += time.perf_counter() - start
+        done += 1
+        if terminated:
+            env.reset()
+    return elapsed / steps
+
+
+def time_bare_steps(env, actions: list[np.ndarray], steps: int) -> float:
+    """Seconds per bare distillation step on the env's own student, data and batch order."""
+    student, optimizer = env.student, env.optimizer
+    inputs, labels, teacher_logits = env._inputs, env._labels, env._teacher_logits
+    b, k = env.batch_size, env.num_teachers
+    weights = [weights_from_selection(torch.as_tensor(a, dtype=torch.float32).view(b, k)) for a in actions]
+    num_batches = len(labels) // b
+    start = time.perf_counter()
+    for i in range(steps):
+        batch = env._order[(i % num_batches) * b : (i % num_batches + 1) * b]
+        logits = student({name: t[batch] for name, t in inputs.items()})
+        loss = kd_loss(logits, labels[batch], teacher_logits[batch], weights[i % len(weights)], env.kd_config).total.mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return (time.perf_counter() - start) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--teachers", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=2000, help="steps per round and side")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--reward", default="student_ce")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest for tiny students)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    env = gym.make(
+        "kd_env/TeacherSelection-v0",
+        task="synthetic",
+        task_options={"num_teachers": args.teachers},
+        batch_size=args.batch_size,
+        reward=args.reward,
+    ).unwrapped
+    env.reset(seed=0)
+    actions = [env.action_space.sample() for _ in range(64)]
+    time_env_steps(env, actions, 200)  # warm-up
+    env_times, bare_times = [], []
+    for _ in range(args.rounds):
+        env_times.append(time_env_steps(env, actions, args.steps))
+        bare_times.append(time_bare_steps(env, actions, args.steps))
+    env_s, bare_s = statistics.median(env_times), statistics.median(bare_times)
+    print(f"synthetic task, B={args.batch_size}, K={args.teachers}, reward={args.reward}, torch threads={args.threads}")
+    print(f"env.step:        {env_s * 1e6:8.1f} us  ->  {1.0 / env_s:8.0f} steps/s (median of {args.rounds} rounds)")
+    print(f"bare KD step:    {bare_s * 1e6:8.1f} us  ->  {1.0 / bare_s:8.0f} steps/s")
+    print(f"env / bare ratio: {env_s / bare_s:.3f}")
+
+
+if __name__ == "__main__":
+    main()

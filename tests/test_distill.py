@@ -1,0 +1,69 @@
+import math
+
+import pytest
+import torch
+
+from kd_env.distill import KDConfig, kd_loss, normalise_weights, weights_from_selection
+
+
+def test_weights_from_selection_averages_and_falls_back():
+    selection = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    hard = weights_from_selection(selection, "hard_label")
+    assert torch.allclose(hard, torch.tensor([[0.5, 0.0, 0.5], [0.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+    every = weights_from_selection(selection, "all_teachers")
+    assert torch.allclose(every[1], torch.full((3,), 1 / 3))
+    assert torch.allclose(every[0], hard[0])
+
+
+def test_normalise_weights_per_instance():
+    scores = torch.tensor([[0.2, 0.6], [0.0, 0.0]])
+    assert torch.allclose(normalise_weights(scores), torch.tensor([[0.25, 0.75], [0.0, 0.0]]))
+    with pytest.raises(ValueError, match="hard_label"):
+        normalise_weights(scores, "nobody")
+
+
+def test_kd_loss_matches_hand_computation():
+    # One instance, two classes, two teachers; tau = 1 so soft CE is plain CE against teacher probs.
+    student = torch.tensor([[0.0, math.log(3.0)]])  # p_S = (0.25, 0.75)
+    teachers = torch.tensor([[[0.0, 0.0], [math.log(3.0), 0.0]]])  # (0.5, 0.5) and (0.75, 0.25)
+    weights = torch.tensor([[0.5, 0.5]])
+    label = torch.tensor([1])
+    config = KDConfig(alpha=0.4, temperature=1.0)
+    ce = -math.log(0.75)
+    kd_t1 = -(0.5 * math.log(0.25) + 0.5 * math.log(0.75))
+    kd_t2 = -(0.75 * math.log(0.25) + 0.25 * math.log(0.75))
+    kd = 0.5 * kd_t1 + 0.5 * kd_t2
+    out = kd_loss(student, label, teachers, weights, config)
+    assert out.ce.item() == pytest.approx(ce, rel=1e-6)
+    assert out.kd.item() == pytest.approx(kd, rel=1e-6)
+    assert out.total.item() == pytest.approx(0.6 * ce + 0.4 * kd, rel=1e-6)
+
+
+def test_kl_to_average_and_tau_squared():
+    student = torch.tensor([[0.0, 0.0]])  # uniform at any temperature
+    teachers = torch.tensor([[[2.0, 0.0], [0.0, 2.0]]])
+    weights = torch.tensor([[0.5, 0.5]])
+    # Symmetric teachers average to uniform: KL(uniform || uniform) = 0.
+    out = kd_loss(student, torch.tensor([0]), teachers, weights, KDConfig(aggregation="kl_to_average"))
+    assert out.kd.item() == pytest.approx(0.0, abs=1e-6)
+    plain = kd_loss(student, torch.tensor([0]), teachers, weights, KDConfig(temperature=2.0))
+    squared = kd_loss(student, torch.tensor([0]), teachers, weights, KDConfig(temperature=2.0, tau_squared=True))
+    assert squared.kd.item() == pytest.approx(4.0 * plain.kd.item(), rel=1e-6)
+
+
+def test_empty_selection_trains_on_hard_label_only():
+    student = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    teachers = torch.randn(2, 3, 2)
+    weights = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    out = kd_loss(student, torch.tensor([0, 1]), teachers, weights, KDConfig(alpha=0.7))
+    assert out.total[0].item() == pytest.approx(out.ce[0].item())
+    assert out.total[1].item() == pytest.approx(0.3 * out.ce[1].item() + 0.7 * out.kd[1].item())
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"alpha": 1.5}, "alpha"), ({"temperature": 0.0}, "temperature"), ({"aggregation": "max"}, "aggregation")],
+)
+def test_bad_kd_config(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        KDConfig(**kwargs)
