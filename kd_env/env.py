@@ -11,6 +11,7 @@ import torch
 from gymnasium import spaces
 
 from kd_env import rewards as reward_fns
+from kd_env.episode import EpisodeBatches
 from kd_env.distill import KDConfig, kd_loss, normalise_weights, weights_from_selection
 from kd_env.features import FEATURE_GROUPS, FeatureLayout, SemanticProjection, dynamic_features, static_features, validate_groups
 from kd_env.problems import build_distillation_data
@@ -161,9 +162,8 @@ class TeacherSelectionEnv(gym.Env):
         self._labels = train.labels.to(self.device)
         self._inputs = {name: t.to(self.device) for name, t in train.student_inputs.items()}
         self._teacher_logits = train.teacher_logits.to(self.device)
-        self._labels_np = train.labels.numpy()
         self._teacher_log_probs_np = torch.log_softmax(train.teacher_logits.float(), dim=-1).numpy()
-        self._static = static_features(self.layout, train.teacher_logits.numpy(), self._labels_np, projection(train.semantic.numpy()))
+        self._static = static_features(self.layout, train.teacher_logits.numpy(), train.labels.numpy(), projection(train.semantic.numpy()))
         self._oracle = None if train.expert_mask is None else train.expert_mask.numpy().astype(bool)
         dev = self.data.splits["dev"]
         probe = torch.as_tensor(np.random.default_rng(0).permutation(len(dev))[: min(probe_size, len(dev))])
@@ -181,9 +181,8 @@ class TeacherSelectionEnv(gym.Env):
 
         self.student: torch.nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
-        self._order: np.ndarray | None = None
+        self._episode: EpisodeBatches | None = None
         self._step = 0
-        self._batch: np.ndarray | None = None
         self._pending_logits: torch.Tensor | None = None
         self._probe_ce: float | None = None
 
@@ -204,22 +203,22 @@ class TeacherSelectionEnv(gym.Env):
             raise ValueError(f"unknown reset options {unknown}; available: {list(RESET_OPTIONS)}")
         if not options.get("keep_student", False) or self.student is None:
             self._new_student(int(self.np_random.integers(2**31 - 1)))
-        self._new_batch_order()
+        self._new_episode_batches()
         self._step = 0
-        self._set_batch(0)
+        self._pending_logits = self._student_logits(0)
         if reward_fns.needs_probe(self.reward_name):
             self._probe_ce = self._probe_loss()
         return self._observation(), self._observation_info()
 
     def step(self, action):
-        if self._batch is None:
+        if self._episode is None:
             raise RuntimeError("call reset() before step()")
         if self._step >= self.episode_steps:
             raise RuntimeError(f"the episode ended after {self.episode_steps} steps; call reset()")
         weights = self._weights_from_action(action)
-        batch = torch.from_numpy(self._batch).to(self.device)
-        labels, teacher_logits = self._labels[batch], self._teacher_logits[batch]
-        logits = self._pending_logits if self._pending_logits is not None else self._student_logits(batch)
+        step = self._step
+        labels, teacher_logits = self._episode.labels[step], self._episode.teacher_logits[step]
+        logits = self._pending_logits if self._pending_logits is not None else self._student_logits(step)
         parts = kd_loss(logits, labels, teacher_logits, weights.to(self.device), self.kd_config)
         loss = parts.total.mean()
         if not math.isfinite(loss.item()):
@@ -233,17 +232,17 @@ class TeacherSelectionEnv(gym.Env):
         self._pending_logits = None
         self._step += 1
 
-        losses, batch_stats = self._losses_around_step(batch, labels, teacher_logits, weights, logits, parts)
+        losses, batch_stats = self._losses_around_step(step, labels, teacher_logits, weights, logits, parts)
         instance_rewards = reward_fns.instance_rewards(self.reward_name, losses, self.num_classes)
         terminated = self._step >= self.episode_steps
-        info = self._step_info(batch_stats, weights.numpy())
+        info = self._step_info(step, batch_stats, weights.numpy())
         if terminated:
             dev = self.evaluate("dev")
             info.update({f"dev_{name}": value for name, value in dev.items()})
             instance_rewards = instance_rewards + self.terminal_bonus * dev["accuracy"]
         info["instance_rewards"] = instance_rewards.astype(np.float32)
         reward = float(instance_rewards.mean())
-        self._set_batch(self._step)
+        self._pending_logits = self._student_logits(self._step)
         info.update(self._observation_info())
         return self._observation(), reward, terminated, False, info
 
@@ -279,21 +278,20 @@ class TeacherSelectionEnv(gym.Env):
             self.student.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay, fused=True
         )
 
-    def _new_batch_order(self) -> None:
-        """Enough shuffled passes over the training split for the episode and one batch past its end."""
-        n = len(self._labels_np)
-        needed = (self.episode_steps + 1) * self.batch_size
+    def _new_episode_batches(self) -> None:
+        """Shuffled passes over the training split, enough for the episode and one batch past its end."""
+        n = len(self._labels)
         usable = (n // self.batch_size) * self.batch_size
+        needed = (self.episode_steps + 1) * self.batch_size
         passes = [self.np_random.permutation(n)[:usable] for _ in range(math.ceil(needed / usable))]
-        self._order = np.concatenate(passes)[:needed]
+        order = np.concatenate(passes)[:needed].reshape(self.episode_steps + 1, self.batch_size)
+        self._episode = EpisodeBatches.gather(
+            order, self._labels, self._teacher_logits, self._inputs, self._static, self._teacher_log_probs_np, self._oracle
+        )
 
-    def _set_batch(self, step: int) -> None:
-        """Make batch ``step`` current; its logits are computed now, with grad, for the next update."""
-        self._batch = self._order[step * self.batch_size : (step + 1) * self.batch_size]
-        self._pending_logits = self._student_logits(torch.from_numpy(self._batch).to(self.device))
-
-    def _student_logits(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.student({name: t[batch] for name, t in self._inputs.items()}).float()
+    def _student_logits(self, step: int) -> torch.Tensor:
+        """The student's logits, with grad, on the batch of ``step``: they feed its next update."""
+        return self.student(self._episode.inputs(step)).float()
 
     def _weights_from_action(self, action) -> torch.Tensor:
         """Validate an action (raising without touching any state) and turn it into (B, K) CPU weights."""
@@ -306,20 +304,22 @@ class TeacherSelectionEnv(gym.Env):
             raise ValueError(f"action must have shape {expected} (B*K, row-major (instance, teacher)), got {array.shape}")
         if array.dtype.kind not in "biuf":
             raise ValueError(f"action must be numeric (bool, int or float), got dtype {array.dtype}")
-        if not np.isfinite(array).all():
-            raise ValueError("action contains NaN or inf")
-        scores = torch.from_numpy(array.astype(np.float32)).view(self.batch_size, self.num_teachers)
+        values = array.astype(np.float32)
         if self.action_mode == "select":
-            if not ((array == 0) | (array == 1)).all():
+            # v * (1 - v) == 0 holds exactly for 0 and 1, and is False for any other value, NaN or inf.
+            if not (values * (1.0 - values) == 0.0).all():
                 bad = array[(array != 0) & (array != 1)][:5]
-                raise ValueError(f"a MultiBinary action holds only 0 and 1; got values {bad.tolist()}")
-            return weights_from_selection(scores, self.empty_selection)
-        if array.min() < 0 or array.max() > 1:
-            raise ValueError(f"weights must lie in [0, 1]; got min {array.min()}, max {array.max()}")
+                raise ValueError(f"a MultiBinary action holds only 0 and 1; got values {bad.tolist()} (NaN or inf included)")
+            return weights_from_selection(torch.from_numpy(values).view(self.batch_size, self.num_teachers), self.empty_selection)
+        if not np.isfinite(values).all():
+            raise ValueError("weights contain NaN or inf")
+        if values.min() < 0 or values.max() > 1:
+            raise ValueError(f"weights must lie in [0, 1]; got min {values.min()}, max {values.max()}")
+        scores = torch.from_numpy(values).view(self.batch_size, self.num_teachers)
         return normalise_weights(scores, self.empty_selection)
 
     @torch.no_grad()
-    def _losses_around_step(self, batch, labels, teacher_logits, weights, logits, parts):
+    def _losses_around_step(self, step, labels, teacher_logits, weights, logits, parts):
         """Per-instance losses before the step and, as the reward needs, after it; one device transfer.
 
         Returns the ``StepLosses`` for the reward and the (4, B) rows ce, kd, loss, correct for ``info``.
@@ -330,7 +330,7 @@ class TeacherSelectionEnv(gym.Env):
             probe_ce_before, self._probe_ce = self._probe_ce, self._probe_loss()
             probe = {"probe_ce_before": probe_ce_before, "probe_ce_after": self._probe_ce}
         else:
-            after_logits = self._student_logits(batch)
+            after_logits = self._student_logits(step)
             if self.reward_name == "student_loss":
                 after = kd_loss(after_logits, labels, teacher_logits, weights.to(self.device), self.kd_config)
                 rows += [after.ce, after.total]
@@ -346,24 +346,25 @@ class TeacherSelectionEnv(gym.Env):
         return torch.nn.functional.cross_entropy(logits, self._probe_labels).item()
 
     def _observation(self) -> np.ndarray:
-        static = self._static[self._batch]
-        if self.layout.dynamic_groups:
-            dynamic = dynamic_features(
-                self.layout,
-                self._teacher_log_probs_np[self._batch],
-                self._pending_logits.detach().cpu().numpy(),
-                self._labels_np[self._batch],
-                self._step / self.episode_steps,
-            )
-            static = np.concatenate([static, dynamic], axis=-1)
-        return static.reshape(-1)
+        step, episode = self._step, self._episode
+        static = episode.static_features[step]
+        if not self.layout.dynamic_groups:
+            return static.reshape(-1)
+        dynamic = dynamic_features(
+            self.layout,
+            episode.teacher_log_probs[step],
+            self._pending_logits.detach().cpu().numpy(),
+            episode.labels_np[step],
+            step / self.episode_steps,
+        )
+        return np.concatenate([static, dynamic], axis=-1).reshape(-1)
 
     def _observation_info(self) -> dict[str, Any]:
-        if self._oracle is None:
+        if self._episode.oracle is None:
             return {}
-        return {"oracle": self._oracle[self._batch].reshape(-1).astype(np.int8)}
+        return {"oracle": self._episode.oracle[self._step].reshape(-1).astype(np.int8)}
 
-    def _step_info(self, batch_stats: np.ndarray, weights: np.ndarray) -> dict[str, Any]:
+    def _step_info(self, step: int, batch_stats: np.ndarray, weights: np.ndarray) -> dict[str, Any]:
         ce, kd, loss, accuracy = batch_stats.mean(axis=1).tolist()
         selected = weights > 0
         info: dict[str, Any] = {
@@ -374,8 +375,8 @@ class TeacherSelectionEnv(gym.Env):
             "selection_rate": selected.mean(axis=0, dtype=np.float32),
             "episode_step": self._step,
         }
-        if self._oracle is not None:
-            experts = self._oracle[self._batch]
+        if self._episode.oracle is not None:
+            experts = self._episode.oracle[step]
             info["selection_agreement"] = float(np.mean(selected == experts))
             info["expert_weight"] = float(weights[experts].sum() / max(float(weights.sum()), 1e-12))
         return info

@@ -37,17 +37,19 @@ def time_env_steps(env, actions: list[np.ndarray], steps: int) -> float:
 
 
 def time_bare_steps(env, actions: list[np.ndarray], steps: int) -> float:
-    """Seconds per bare distillation step on the env's own student, data and batch order."""
-    student, optimizer = env.student, env.optimizer
-    inputs, labels, teacher_logits = env._inputs, env._labels, env._teacher_logits
+    """Seconds per bare distillation step on the env's own student, data and batch order.
+
+    It reads the batches the env gathered for its episode (``env._episode``), so both sides pay the
+    same data access.
+    """
+    student, optimizer, episode = env.student, env.optimizer, env._episode
     b, k = env.batch_size, env.num_teachers
     weights = [weights_from_selection(torch.as_tensor(a, dtype=torch.float32).view(b, k)) for a in actions]
-    num_batches = len(labels) // b
     start = time.perf_counter()
     for i in range(steps):
-        batch = env._order[(i % num_batches) * b : (i % num_batches + 1) * b]
-        logits = student({name: t[batch] for name, t in inputs.items()})
-        loss = kd_loss(logits, labels[batch], teacher_logits[batch], weights[i % len(weights)], env.kd_config).total.mean()
+        row = i % env.episode_steps
+        logits = student(episode.inputs(row))
+        loss = kd_loss(logits, episode.labels[row], episode.teacher_logits[row], weights[i % len(weights)], env.kd_config).total.mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -182,7 +182,7 @@ def test_student_learns_something(small_env_kwargs):
 
 # ---------------------------------------------------------------------------------- bad input
 def state_fingerprint(env):
-    return [p.detach().clone() for p in env.student.parameters()], env._step, env._batch.copy()
+    return [p.detach().clone() for p in env.student.parameters()], env._step, env._episode.indices[env._step].copy()
 
 
 @pytest.mark.parametrize(
@@ -190,7 +190,7 @@ def state_fingerprint(env):
     [
         (np.ones(7, dtype=np.int8), "shape"),
         (np.full(64, 2, dtype=np.int8), "only 0 and 1"),
-        (np.full(64, np.nan), "NaN"),
+        (np.full(64, np.nan), "0 and 1"),
         (np.array(["1"] * 64), "numeric"),
         (np.ones((16, 4), dtype=np.int8), "shape"),
     ],
