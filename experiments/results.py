@@ -1,0 +1,80 @@
+"""One line of JSON per finished run, appended as soon as the run ends.
+
+The comparison script and the sweep both write this format, so the same tables and plots read either.
+A run is identified by its key (agent, task, seed and a hash of its config): a re-run of an
+interrupted grid skips every key already present and loses nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def config_hash(config: dict) -> str:
+    """A short, order-independent hash of a JSON-friendly config."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """The outcome of one (agent, task, seed, config) run; failed runs keep their error."""
+
+    agent: str
+    task: str
+    seed: int
+    student: str
+    teachers: list[str]
+    test_accuracy: float | None
+    test_macro_f1: float | None
+    dev_accuracy: float | None
+    env_steps: int
+    wall_time_s: float
+    config: dict = field(default_factory=dict)
+    status: str = "ok"
+    error: str | None = None
+
+    @property
+    def key(self) -> str:
+        return run_key(self.agent, self.task, self.seed, self.config)
+
+
+def run_key(agent: str, task: str, seed: int, config: dict) -> str:
+    return f"{agent}|{task}|{seed}|{config_hash(config)}"
+
+
+def append_record(path: str | Path, record: RunRecord) -> None:
+    """Append one record and flush it to disk before returning, so a crash right after keeps it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(asdict(record), sort_keys=True) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_records(path: str | Path) -> list[RunRecord]:
+    """All records of a results file; a line cut short by an interruption is skipped with a warning."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(RunRecord(**json.loads(line)))
+        except (json.JSONDecodeError, TypeError) as error:
+            logger.warning("skipping unreadable line %d of %s: %s", number, path, error)
+    return records
+
+
+def completed_keys(path: str | Path) -> set[str]:
+    """Keys of the runs that finished successfully (failed runs are retried on a re-run)."""
+    return {record.key for record in read_records(path) if record.status == "ok"}
