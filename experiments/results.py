@@ -39,6 +39,12 @@ class RunRecord:
     config: dict = field(default_factory=dict)
     status: str = "ok"
     error: str | None = None
+    teacher_test_accuracy: dict[str, float] = field(default_factory=dict)
+    """Each teacher's own test accuracy, to set beside the student distilled from it."""
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    """Per-episode series: ``env_steps``, ``episode_reward``, ``dev_accuracy``."""
+    selection: dict = field(default_factory=dict)
+    """What a selector chose, by teacher correctness and instance difficulty (``experiments.selection``)."""
 
     @property
     def key(self) -> str:

@@ -14,19 +14,13 @@ from kd_env import rewards as reward_fns
 from kd_env.episode import EpisodeBatches
 from kd_env.distill import KDConfig, kd_loss, normalise_weights, weights_from_selection
 from kd_env.features import FEATURE_GROUPS, FeatureLayout, SemanticProjection, dynamic_features, static_features, validate_groups
+from kd_env.devices import resolve_device
 from kd_env.problems import build_distillation_data
 from kd_env.students import build_student, default_learning_rate
 
 ACTION_MODES = ("select", "weights")
 RESET_OPTIONS = ("keep_student",)
 EVAL_BATCH = 1024
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else as torch names it."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict[str, float]:
@@ -135,7 +129,7 @@ class TeacherSelectionEnv(gym.Env):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = resolve_device(device)
-        self.data = build_distillation_data(task, teachers, task_options)
+        self.data = build_distillation_data(task, teachers, task_options, student, student_options)
         num_train = len(self.data.splits["train"])
         if batch_size > num_train:
             raise ValueError(f"batch_size {batch_size} is larger than the training split ({num_train} instances)")
@@ -194,6 +188,13 @@ class TeacherSelectionEnv(gym.Env):
     @property
     def teacher_names(self) -> tuple[str, ...]:
         return self.data.teacher_names
+
+    @property
+    def batch_indices(self) -> np.ndarray:
+        """Training-split indices of the instances in the current observation, in row order."""
+        if self._episode is None:
+            raise RuntimeError("call reset() first: there is no current batch")
+        return self._episode.indices[self._step]
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)

@@ -1,0 +1,42 @@
+"""What a selector learned: how often it picks each teacher, by teacher correctness and difficulty.
+
+Run on a copy of the environment (its own student), so profiling never trains the real student.
+Difficulty of an instance = how many of the K teachers get it wrong (0..K).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from agents.base import Agent
+
+
+def selection_profile(agent: Agent, env, steps: int | None = None) -> dict:
+    """Selection rates of ``agent`` (deterministic) over ``steps`` batches (default: one episode)."""
+    probe = copy.deepcopy(env.unwrapped)
+    if probe.action_mode != "select":
+        raise ValueError("selection profiles are defined for TeacherSelection (binary) agents")
+    train = probe.data.splits["train"]
+    teacher_right = (train.teacher_logits.argmax(dim=-1) == train.labels[:, None]).numpy()
+    obs, _ = probe.reset(options={"keep_student": True})
+    chosen, right = [], []
+    for _ in range(steps or probe.episode_steps):
+        action = agent.predict(obs, deterministic=True)
+        chosen.append(np.asarray(action).reshape(probe.batch_size, probe.num_teachers) > 0.5)
+        right.append(teacher_right[probe.batch_indices])
+        obs, _, terminated, _, _ = probe.step(action)
+        if terminated:
+            obs, _ = probe.reset(options={"keep_student": True})
+    chosen, right = np.concatenate(chosen), np.concatenate(right)
+    wrong_count = (~right).sum(axis=1)
+    levels = sorted(set(wrong_count.tolist()))
+    return {
+        "teachers": list(probe.teacher_names),
+        "rate_when_correct": [float(chosen[right[:, k], k].mean()) if right[:, k].any() else None for k in range(right.shape[1])],
+        "rate_when_wrong": [float(chosen[~right[:, k], k].mean()) if (~right[:, k]).any() else None for k in range(right.shape[1])],
+        "wrong_teachers": levels,
+        "rate_by_wrong_teachers": [chosen[wrong_count == level].mean(axis=0).tolist() for level in levels],
+        "count_by_wrong_teachers": [int((wrong_count == level).sum()) for level in levels],
+    }
