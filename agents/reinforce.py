@@ -1,0 +1,270 @@
+"""The paper's teacher selector (Yuan et al., AAAI 2021): a shared logistic policy trained by REINFORCE.
+
+For every (instance j, teacher k) of a batch, ``pi(a_jk = 1 | s_jk) = sigmoid(W F(s_jk) + b)`` with the
+same W for every pair (``hidden_sizes`` turns it into a small MLP). Actions are Bernoulli draws. The
+update is ``theta += lr * sum_j sum_k A * grad log pi(a_jk | s_jk)`` with one of three advantages:
+
+* ``episode`` (the paper): A = the episode's return minus a moving average of past returns; one
+  update per episode.
+* ``step``: A_t = the step's reward minus a moving average of past step rewards.
+* ``instance``: A_tj = instance j's reward (``info["instance_rewards"]``) minus the mean reward of the
+  batch's other instances, for j's K decisions only: per-instance credit, far lower variance.
+
+The paper's schedule, one recipe, stage lengths in env steps:
+(1) ``pretrain_student_steps``: all teachers selected (Avg-KD), the selector idle;
+(2) ``pretrain_selector_steps``: the selector learns while the student is frozen: the student is put
+    back to its stage-1 state at every episode end and when the stage ends, so stage 2 leaves it as
+    stage 1 made it (within an episode it trains as usual, which is what makes rewards informative);
+(3) the rest: both train jointly.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from agents.base import Agent, StepCallback, register
+from agents.networks import PairScorer
+from agents.observation import ObservationView
+from agents.tensorboard import find_logger
+
+ADVANTAGES = ("episode", "step", "instance")
+
+
+@dataclass(frozen=True)
+class ReinforceConfig:
+    seed: int = 0
+    """Seeds the policy's initialisation, its action draws and the env's first reset."""
+    hidden_sizes: tuple[int, ...] = ()
+    """Hidden layers of the shared scorer; () is the paper's logistic policy."""
+    learning_rate: float = 0.01
+    """Adam step size of the policy."""
+    advantage: str = "episode"
+    """``episode`` (the paper), ``step`` or ``instance``: see the module docstring."""
+    baseline_decay: float = 0.9
+    """Moving-average baseline: b <- decay * b + (1 - decay) * return."""
+    entropy_coef: float = 0.0
+    """Weight of the mean Bernoulli entropy bonus."""
+    update_every: int = 0
+    """Policy update every this many recorded steps; 0 = at episode ends (always so for ``episode``)."""
+    pretrain_student_steps: int = 0
+    """Stage 1 length: Avg-KD steps before the selector acts."""
+    pretrain_selector_steps: int = 0
+    """Stage 2 length: selector steps with the student frozen."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        if self.advantage not in ADVANTAGES:
+            raise ValueError(f"unknown advantage {self.advantage!r}; expected one of {ADVANTAGES}")
+        if not 0.0 <= self.baseline_decay < 1.0:
+            raise ValueError(f"baseline_decay must be in [0, 1), got {self.baseline_decay}")
+        for name in ("update_every", "pretrain_student_steps", "pretrain_selector_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass
+class Rollout:
+    """What the selector saw and did since its last update; ``advantages`` rows are (B,) per step."""
+
+    observations: list[np.ndarray] = field(default_factory=list)
+    actions: list[np.ndarray] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+    advantages: list[np.ndarray] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+
+def moving_average(baseline: float | None, value: float, decay: float) -> float:
+    return value if baseline is None else decay * baseline + (1.0 - decay) * value
+
+
+def leave_one_out_advantage(instance_rewards: np.ndarray) -> np.ndarray:
+    """r_j minus the mean of the other instances' rewards (the batch's shared drift cancels)."""
+    b = len(instance_rewards)
+    if b == 1:
+        return np.zeros_like(instance_rewards)
+    return instance_rewards - (instance_rewards.sum() - instance_rewards) / (b - 1)
+
+
+def snapshot_student(env) -> dict:
+    unwrapped = env.unwrapped
+    return {"student": copy.deepcopy(unwrapped.student.state_dict()), "optimizer": copy.deepcopy(unwrapped.optimizer.state_dict())}
+
+
+def restore_student(env, snapshot: dict) -> tuple[np.ndarray, dict]:
+    """Put the student and its optimizer back to ``snapshot``; starts a new episode with that student."""
+    unwrapped = env.unwrapped
+    unwrapped.student.load_state_dict(snapshot["student"])
+    # Optimizers keep the loaded tensors themselves: copy, so the snapshot survives the next steps.
+    unwrapped.optimizer.load_state_dict(copy.deepcopy(snapshot["optimizer"]))
+    return env.reset(options={"keep_student": True})
+
+
+@register("reinforce")
+class ReinforceAgent(Agent):
+    config_class = ReinforceConfig
+    action_mode = "select"
+
+    def __init__(self, env, config: ReinforceConfig) -> None:
+        super().__init__(env, config)
+        if env.unwrapped.action_mode != self.action_mode:
+            raise ValueError(f"{type(self).__name__} needs an env with action_mode={self.action_mode!r}")
+        self.view = ObservationView(env)
+        self.logger = find_logger(env)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            self.policy = self._build_policy(self.view.shape[-1])
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=config.learning_rate)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.steps_taken = 0
+        self.baseline: float | None = None
+        self.rollout = Rollout()
+        self.stage_one_student: dict | None = None
+        self._obs: np.ndarray | None = None
+
+    # ------------------------------------------------------------------------------- the policy
+    def _build_policy(self, num_features: int) -> nn.Module:
+        return PairScorer(num_features, self.config.hidden_sizes)
+
+    def _distribution(self, logits: torch.Tensor) -> torch.distributions.Distribution:
+        return torch.distributions.Bernoulli(logits=logits)
+
+    def _draw(self, logits: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        if deterministic:
+            return (logits > 0).float()
+        return torch.bernoulli(torch.sigmoid(logits), generator=self.generator)
+
+    def _env_action(self, draw: torch.Tensor, grid: np.ndarray) -> np.ndarray:
+        return draw.numpy().astype(np.int8).reshape(-1)
+
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        grid = self.view.grid(obs)
+        with torch.no_grad():
+            draw = self._draw(self.policy(torch.from_numpy(grid)), deterministic)
+        return self._env_action(draw, grid)
+
+    # ----------------------------------------------------------------------------- the schedule
+    def stage(self) -> str:
+        """``student``, ``selector`` or ``joint``: where ``steps_taken`` lies in the 3-stage schedule."""
+        student_end = self.config.pretrain_student_steps
+        if self.steps_taken < student_end:
+            return "student"
+        if self.steps_taken < student_end + self.config.pretrain_selector_steps:
+            return "selector"
+        return "joint"
+
+    def learn(self, total_steps: int, callback: StepCallback | None = None) -> "ReinforceAgent":
+        if self._obs is None:
+            self._obs, _ = self.env.reset(seed=self.config.seed)
+        for _ in range(total_steps):
+            stage = self.stage()
+            if stage == "selector" and self.stage_one_student is None:
+                self.stage_one_student = snapshot_student(self.env)
+
+            grid = self.view.grid(self._obs)
+            if stage == "student":
+                action = np.ones(self.env.action_space.shape, dtype=self.env.action_space.dtype)
+            else:
+                with torch.no_grad():
+                    draw = self._draw(self.policy(torch.from_numpy(grid)), deterministic=False)
+                action = self._env_action(draw, grid)
+                self.rollout.observations.append(grid)
+                self.rollout.actions.append(draw.numpy())
+
+            self._obs, reward, terminated, truncated, info = self.env.step(action)
+            self.steps_taken += 1
+            if stage != "student":
+                self._record(reward, info["instance_rewards"])
+
+            episode_over = terminated or truncated
+            leaving_stage_two = stage == "selector" and self.stage() != "selector"
+            if episode_over or leaving_stage_two:
+                self._update(episode_complete=episode_over)
+            elif self.config.advantage != "episode" and 0 < self.config.update_every <= len(self.rollout):
+                self._update(episode_complete=False)
+            if stage == "selector" and (episode_over or leaving_stage_two):
+                self._obs, _ = restore_student(self.env, self.stage_one_student)
+                if leaving_stage_two:
+                    self.stage_one_student = None
+            elif episode_over:
+                self._obs, _ = self.env.reset()
+            if callback is not None and callback(info) is False:
+                break
+        return self
+
+    # ------------------------------------------------------------------------------- the update
+    def _record(self, reward: float, instance_rewards: np.ndarray) -> None:
+        rollout, mode = self.rollout, self.config.advantage
+        rollout.rewards.append(reward)
+        if mode == "step":
+            rollout.advantages.append(np.full(len(instance_rewards), reward - (reward if self.baseline is None else self.baseline), dtype=np.float32))
+            self.baseline = moving_average(self.baseline, reward, self.config.baseline_decay)
+        elif mode == "instance":
+            rollout.advantages.append(leave_one_out_advantage(np.asarray(instance_rewards, dtype=np.float32)))
+
+    def _advantages(self, rollout: Rollout) -> np.ndarray:
+        """(T, B) advantages of a rollout; for ``episode`` the return's, which moves the baseline."""
+        if self.config.advantage != "episode":
+            return np.stack(rollout.advantages)
+        episode_return = float(np.sum(rollout.rewards))
+        advantage = episode_return - (episode_return if self.baseline is None else self.baseline)
+        self.baseline = moving_average(self.baseline, episode_return, self.config.baseline_decay)
+        self._log("charts/selector_return", episode_return)
+        batch = self.view.shape[0]
+        return np.full((len(rollout), batch), advantage, dtype=np.float32)
+
+    def _update(self, episode_complete: bool) -> None:
+        """One REINFORCE step on the rollout; an ``episode`` rollout cut mid-episode is dropped."""
+        rollout, self.rollout = self.rollout, Rollout()
+        if len(rollout) == 0 or (self.config.advantage == "episode" and not episode_complete):
+            return
+        advantages = torch.from_numpy(self._advantages(rollout)).unsqueeze(-1)
+        observations = torch.from_numpy(np.stack(rollout.observations))
+        actions = torch.from_numpy(np.stack(rollout.actions))
+        distribution = self._distribution(self.policy(observations))
+        log_probs = distribution.log_prob(actions)
+        policy_loss = -(advantages * log_probs).mean()
+        entropy = distribution.entropy().mean()
+        loss = policy_loss - self.config.entropy_coef * entropy
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self._log("losses/policy_loss", policy_loss.item())
+        self._log("losses/entropy", entropy.item())
+        self._log("losses/advantage_abs_mean", advantages.abs().mean().item())
+        if self.baseline is not None:
+            self._log("charts/baseline", self.baseline)
+
+    def _log(self, tag: str, value: float) -> None:
+        if self.logger is not None:
+            self.logger.scalar(tag, value)
+
+    # -------------------------------------------------------------------------------- save/load
+    def _save_state(self, path: Path) -> None:
+        torch.save(
+            {
+                "policy": self.policy.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "generator": self.generator.get_state(),
+                "steps_taken": self.steps_taken,
+                "baseline": self.baseline,
+                "stage_one_student": self.stage_one_student,
+            },
+            path / "state.pt",
+        )
+
+    def _load_state(self, path: Path) -> None:
+        state = torch.load(path / "state.pt", weights_only=False)
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.steps_taken = state["steps_taken"]
+        self.baseline = state["baseline"]
+        self.stage_one_student = state["stage_one_student"]

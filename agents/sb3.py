@@ -1,0 +1,174 @@
+"""Stable-Baselines3 on-policy algorithms (PPO, A2C, TRPO from sb3-contrib) as kd_env agents.
+
+``SharedPairPolicy`` scores each (instance, teacher) pair with one small network shared by all B*K
+pairs, and values the state by averaging the pairs' hidden features: its parameter count does not
+depend on the batch size B, so a 32-instance batch is not a 32x larger learning problem. ``MlpPolicy``
+(SB3's own, sized by B) is offered for comparison. Both classes live in importable modules, so
+``PPO.load`` works on saved models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.policies import ActorCriticPolicy
+from torch import nn
+
+from agents.base import Agent, StepCallback, register
+from agents.networks import PairScorer, shared_mlp
+from agents.observation import ObservationView
+from agents.tensorboard import find_logger
+
+MODEL_FILE = "model.zip"
+
+
+def algorithm_class(name: str) -> type:
+    """PPO / A2C from SB3, TRPO from sb3-contrib (imported only when asked for)."""
+    if name == "ppo":
+        return PPO
+    if name == "a2c":
+        return A2C
+    if name == "trpo":
+        from sb3_contrib import TRPO
+
+        return TRPO
+    raise ValueError(f"unknown SB3 algorithm {name!r}; expected 'ppo', 'a2c' or 'trpo'")
+
+
+class SharedPairExtractor(nn.Module):
+    """SB3's ``mlp_extractor`` slot: flat obs -> (B*K pair logits, pooled value features)."""
+
+    def __init__(self, obs_shape: Sequence[int], hidden_sizes: Sequence[int]) -> None:
+        super().__init__()
+        if not hidden_sizes:
+            raise ValueError("the shared policy needs at least one hidden layer (its width sizes the value features)")
+        self.obs_shape = tuple(obs_shape)
+        b, k, f = self.obs_shape
+        self.actor = PairScorer(f, hidden_sizes)
+        self.critic = nn.Sequential(shared_mlp(f, hidden_sizes[:-1], hidden_sizes[-1]), nn.Tanh())
+        self.latent_dim_pi = b * k
+        self.latent_dim_vf = hidden_sizes[-1]
+
+    def _pairs(self, features: torch.Tensor) -> torch.Tensor:
+        return features.reshape(-1, *self.obs_shape)
+
+    def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
+        return self.actor(self._pairs(features)).flatten(start_dim=1)
+
+    def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
+        return self.critic(self._pairs(features)).mean(dim=(1, 2))
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_actor(features), self.forward_critic(features)
+
+
+class SharedPairPolicy(ActorCriticPolicy):
+    """Actor-critic policy for ``MultiBinary(B*K)`` whose weights are shared over the B*K pairs.
+
+    The pair logits are the Bernoulli logits directly (SB3's ``action_net`` becomes the identity).
+    """
+
+    def __init__(self, observation_space, action_space, lr_schedule, obs_shape, pair_hidden_sizes=(64,), **kwargs):
+        if not isinstance(action_space, spaces.MultiBinary):
+            raise ValueError(f"SharedPairPolicy makes binary selections (TeacherSelection-v0), got {action_space}")
+        self.obs_shape = tuple(obs_shape)
+        self.pair_hidden_sizes = tuple(pair_hidden_sizes)
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+
+    def _build_mlp_extractor(self) -> None:
+        self.mlp_extractor = SharedPairExtractor(self.obs_shape, self.pair_hidden_sizes)
+
+    def _build(self, lr_schedule) -> None:
+        super()._build(lr_schedule)
+        self.action_net = nn.Identity()
+        # SB3's orthogonal init gave the pair output layer gain sqrt(2); start near p = 0.5 instead.
+        last = self.mlp_extractor.actor.net[-1]
+        nn.init.orthogonal_(last.weight, gain=0.01)
+        nn.init.zeros_(last.bias)
+        # Rebuild the optimizer: the one from super() also holds the discarded B-sized action_net.
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(obs_shape=self.obs_shape, pair_hidden_sizes=self.pair_hidden_sizes)
+        return data
+
+
+@dataclass(frozen=True)
+class SB3Config:
+    algo: str = "ppo"
+    """``ppo``, ``a2c`` or ``trpo`` (sb3-contrib)."""
+    policy: str = "shared"
+    """``shared`` (SharedPairPolicy, size independent of B) or ``mlp`` (SB3's MlpPolicy)."""
+    seed: int = 0
+    """SB3's seed: the policy, its action draws and the env's first reset."""
+    hidden_sizes: tuple[int, ...] = (64,)
+    """Hidden layers of the shared pair network (``shared`` only)."""
+    algo_kwargs: dict = field(default_factory=dict)
+    """Passed to the algorithm's constructor (n_steps, learning_rate, ent_coef, ...)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        algorithm_class(self.algo)
+        if self.policy not in ("shared", "mlp"):
+            raise ValueError(f"unknown policy {self.policy!r}; expected 'shared' or 'mlp'")
+
+
+class _ForwardSteps(BaseCallback):
+    """Hands the env's info to the agent-level callback after every env step."""
+
+    def __init__(self, callback: StepCallback | None) -> None:
+        super().__init__()
+        self.step_callback = callback
+
+    def _on_step(self) -> bool:
+        return self.step_callback is None or self.step_callback(self.locals["infos"][0]) is not False
+
+
+@register("ppo", algo="ppo")
+@register("a2c", algo="a2c")
+@register("trpo", algo="trpo")
+@register("ppo_mlp", algo="ppo", policy="mlp")
+@register("a2c_mlp", algo="a2c", policy="mlp")
+class SB3Agent(Agent):
+    config_class = SB3Config
+
+    def __init__(self, env, config: SB3Config) -> None:
+        super().__init__(env, config)
+        if config.policy == "shared":
+            policy: Any = SharedPairPolicy
+            policy_kwargs = {"obs_shape": ObservationView(env).shape, "pair_hidden_sizes": config.hidden_sizes}
+        else:
+            policy, policy_kwargs = "MlpPolicy", {}
+        kwargs = {"device": "cpu", **config.algo_kwargs}
+        self.model = algorithm_class(config.algo)(policy, env, seed=config.seed, policy_kwargs=policy_kwargs, **kwargs)
+        self._attach_logger()
+
+    def _attach_logger(self) -> None:
+        run_logger = find_logger(self.env)
+        if run_logger is not None:
+            self.model.set_logger(configure(str(run_logger.log_dir), ["tensorboard"]))
+
+    def learn(self, total_steps: int, callback: StepCallback | None = None) -> "SB3Agent":
+        self.model.learn(total_timesteps=total_steps, callback=_ForwardSteps(callback), reset_num_timesteps=False)
+        return self
+
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        action, _ = self.model.predict(obs, deterministic=deterministic)
+        return action
+
+    def _save_state(self, path: Path) -> None:
+        self.model.save(path / MODEL_FILE)
+
+    def _load_state(self, path: Path) -> None:
+        self.model = algorithm_class(self.config.algo).load(path / MODEL_FILE, env=self.env, device=self.model.device)
+        self._attach_logger()
