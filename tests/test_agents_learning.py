@@ -17,6 +17,8 @@ from agents.wrappers import ContinuingStudent
 ENV_KWARGS = {"task": "synthetic", "task_options": {"num_dev": 64, "num_test": 1024}, "reward": "ce_gain",
               "empty_selection": "all_teachers", "temperature": 1.0}
 STEPS = 1024  # 32 epochs of the 1,024-instance training split, batch 32
+# Measured over seeds 0-2 (last quarter of the run): expert_weight REINFORCE 0.67-0.68, PPO 0.36-0.56.
+MIN_EXPERT_WEIGHT = {"reinforce": 0.55, "ppo": 0.35}
 LEARNERS = {
     "reinforce": {"advantage": "instance", "update_every": 4, "learning_rate": 0.05},
     "ppo": {"algo_kwargs": {"n_steps": 32, "batch_size": 32, "learning_rate": 0.03, "gamma": 0.0, "clip_range": 0.3}},
@@ -47,7 +49,7 @@ def test_learned_selector_finds_experts_and_beats_avg_kd(name, baselines):
     expert_weight, agreement, accuracy = run(name, seed=0, **LEARNERS[name])
     avg_kd, random = baselines["avg_kd"], baselines["random"]
     assert random[0] < 0.3 and avg_kd[0] == 0.25
-    assert expert_weight > 0.4  # random and Avg-KD: 0.25
+    assert expert_weight > MIN_EXPERT_WEIGHT[name]  # random and Avg-KD: 0.25
     assert agreement > random[1] + 0.04
     assert accuracy > avg_kd[2] + 0.05
     assert accuracy > random[2] + 0.03
