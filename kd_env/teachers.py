@@ -65,14 +65,14 @@ class TeacherSpec:
     num_layers: int | None = None
     """Keep the first k encoder layers (None = all): a cheaper, weaker teacher."""
     seed: int = 0
-    epochs: int = 2
+    epochs: int = 1
     learning_rate: float = 1e-4
     max_length: int = 64
     train_fraction: float = 1.0
     """Share of the training split the teacher is fine-tuned on (a seeded subset)."""
     batch_size: int = 32
     warmup_fraction: float = 0.1
-    evals_per_epoch: int = 2
+    evals_per_epoch: int = 3
     """Dev evaluations per epoch; the best one's weights are kept."""
 
     def __post_init__(self) -> None:
@@ -187,7 +187,7 @@ def load_teacher_model(entry: CacheEntry, cache_dir: str | None = None) -> TextC
 
     spec = TeacherSpec(**entry.meta["spec"])
     model = TextClassifier(load_encoder(spec.encoder, spec.num_layers, cache_dir), len(entry.meta["classes"]))
-    model.load_state_dict(load_file(entry.path / "model.safetensors"))
+    model.load_state_dict(load_file(entry.file("model.safetensors")))
     return model.eval()
 
 

@@ -33,6 +33,16 @@ def split_options(options: dict | None) -> tuple[TaskConfig, PreparationConfig]:
     return task_config, preparation
 
 
+def prepare_text_task(task: str, teachers: list | None = None, options: dict | None = None):
+    """Load the task and make sure its teachers and frozen embeddings are in the cache.
+
+    Returns (text task, teacher cache, embeddings entry, preparation config)."""
+    task_config, preparation = split_options(options)
+    text_task = load_task(task, task_config)
+    cache = prepare_teachers(text_task, resolve_teacher_specs(teachers), preparation)
+    return text_task, cache, sentence_embeddings(text_task, preparation), preparation
+
+
 def build_text_data(
     task: str,
     teachers: list | None = None,
@@ -43,11 +53,7 @@ def build_text_data(
     """Load the task, prepare (or read) the teachers and embeddings, and lay out the student's inputs."""
     from kd_env.students import student_text_inputs
 
-    task_config, preparation = split_options(options)
-    text_task = load_task(task, task_config)
-    specs = resolve_teacher_specs(teachers)
-    cache = prepare_teachers(text_task, specs, preparation)
-    embeddings = sentence_embeddings(text_task, preparation)
+    text_task, cache, embeddings, preparation = prepare_text_task(task, teachers, options)
     tokenize = student_text_inputs(student, student_options)
     splits = {}
     for split in SPLITS:

@@ -200,3 +200,27 @@ def test_transformer_student_from_a_config(tmp_path, tiny_bert, reviews_csv):
     kwargs["student_options"] = {"config": config}
     with pytest.raises(ValueError, match="needs a 'tokenizer'"):
         gym.make("kd_env/TeacherSelection-v0", **kwargs)
+
+
+def test_extra_files_are_size_checked_on_load_and_checksummed_on_use(tmp_path):
+    store = ArrayStore(tmp_path)
+
+    def build(folder):
+        (folder / "weights.bin").write_bytes(b"0123456789")
+        return {"x": np.zeros(2)}, {}
+
+    entry = store.get_or_build("kind", {"a": 1}, build)
+    assert entry.file("weights.bin").read_bytes() == b"0123456789"
+    (entry.path / "weights.bin").write_bytes(b"0123456780")
+    with pytest.raises(ValueError, match="does not match its checksum"):
+        store.load("kind", entry.path.name).file("weights.bin")
+    (entry.path / "weights.bin").write_bytes(b"01234")
+    assert store.load("kind", entry.path.name) is None
+
+
+def test_mixed_precision_preparation_runs_on_cpu(tmp_path, tiny_bert, reviews_csv):
+    task = load_task(f"csv:{reviews_csv}")
+    specs = resolve_teacher_specs(tiny_teachers(tiny_bert)[:1])
+    cache = prepare_teachers(task, specs, PreparationConfig(cache_dir=str(tmp_path), device="cpu", mixed_precision=True))
+    logits = cache.outputs("test").logits
+    assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
