@@ -100,7 +100,7 @@ def error_record(trial: Trial, error: str, wall_time_s: float = 0.0) -> RunRecor
     return RunRecord(
         agent=trial.agent, task=trial.task, seed=trial.seed, student=trial.env_kwargs.get("student", "head"),
         teachers=list(trial.env_kwargs.get("teachers") or []), test_accuracy=None, test_macro_f1=None,
-        dev_accuracy=None, env_steps=0, wall_time_s=wall_time_s, config=trial.config, status="error", error=error,
+        dev_accuracy=None, env_steps=0, wall_time_s=wall_time_s, config=trial.config, status="failed", error=error,
     )
 
 

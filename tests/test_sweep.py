@@ -72,7 +72,7 @@ def test_failed_trial_is_recorded_and_retried_alone(tmp_path, local_ray):
     run_sweep(spec, results, logdir=tmp_path / "runs")
     by_batch = {r.config["env_kwargs"]["batch_size"]: r for r in read_records(results)}
     assert by_batch[16].status == "ok" and by_batch[16].dev_accuracy is not None
-    assert by_batch[10**6].status == "error" and "larger than the training split" in by_batch[10**6].error
+    assert by_batch[10**6].status == "failed" and "larger than the training split" in by_batch[10**6].error
 
     retried = run_sweep(spec, results, logdir=tmp_path / "runs")
     assert [r.config["env_kwargs"]["batch_size"] for r in retried] == [10**6]
@@ -86,4 +86,4 @@ def test_dead_worker_is_recorded_as_an_error(tmp_path):
     dead = SimpleNamespace(config={"trial": vars(trial)}, error_file="/tmp/error.txt")
     writer.on_trial_error(iteration=1, trials=[dead], trial=dead)
     (record,) = read_records(tmp_path / "results.jsonl")
-    assert (record.key, record.status, record.error) == (trial.key, "error", "trial error: /tmp/error.txt")
+    assert (record.key, record.status, record.error) == (trial.key, "failed", "trial error: /tmp/error.txt")
