@@ -8,11 +8,10 @@ import pytest
 
 from experiments.results import read_records
 from experiments.sweep import SweepSpec, Trial, _record_writer, plan_trials, run_sweep
-from tests.conftest import SMALL_SYNTHETIC
 
 ray = pytest.importorskip("ray")
 
-ENV_KWARGS = {"task": "synthetic", "task_options": dict(SMALL_SYNTHETIC), "batch_size": 16}
+ENV_KWARGS = {"task": "synthetic", "task_options": {"num_train": 256, "num_dev": 64, "num_test": 128}, "batch_size": 16}
 
 
 @pytest.fixture(scope="module")
