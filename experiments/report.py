@@ -17,7 +17,7 @@ import numpy as np
 
 from experiments.results import RunRecord
 
-REFERENCE_AGENT = "avg-kd"
+REFERENCE_AGENT = "avg_kd"
 # Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom; 1.96 beyond.
 _T_975 = (
     12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
@@ -123,3 +123,17 @@ def write_csv(rows: list[AgentRow], path: str | Path) -> None:
         for r in rows:
             values = [getattr(r, f) for f in fields]
             writer.writerow([r.task, r.agent, r.test_accuracy.n, r.failed_runs] + [x for v in values for x in (v.mean, v.std, v.ci95)])
+
+
+def single_teacher_table(records: list[RunRecord]) -> str:
+    """The paper's observation: each teacher's own test accuracy beside its student's (distilled alone)."""
+    rows = [row for row in summarise(records) if row.agent.startswith("single:")]
+    if not rows:
+        return ""
+    teacher_accuracy = {(r.task, name): acc for r in records for name, acc in r.teacher_test_accuracy.items()}
+    lines = ["| task | teacher | teacher test accuracy | student distilled from it alone |", "|---|---|---|---|"]
+    for row in sorted(rows, key=lambda r: (r.task, -teacher_accuracy.get((r.task, r.agent[len("single:"):]), 0.0))):
+        name = row.agent[len("single:"):]
+        accuracy = teacher_accuracy.get((row.task, name))
+        lines.append(f"| {row.task} | {name} | {'-' if accuracy is None else f'{accuracy:.4f}'} | {_fmt(row.test_accuracy)} |")
+    return "\n".join(lines) + "\n"

@@ -23,7 +23,7 @@ def test_summary_matches_hand_computation():
 
 
 def test_paired_difference_is_per_seed():
-    records = [record("avg-kd", s, a) for s, a in enumerate([0.60, 0.70, 0.80])]
+    records = [record("avg_kd", s, a) for s, a in enumerate([0.60, 0.70, 0.80])]
     records += [record("reinforce", s, a + 0.01 * (s + 1)) for s, a in enumerate([0.60, 0.70, 0.80])]
     failed = RunRecord(
         agent="reinforce", task="synthetic", seed=9, student="head", teachers=[], test_accuracy=None,
@@ -45,7 +45,7 @@ def test_csv_and_plots_are_written(tmp_path):
         "teachers": ["t0", "t1"], "rate_when_correct": [0.9, 0.8], "rate_when_wrong": [0.1, None],
         "wrong_teachers": [0, 1], "rate_by_wrong_teachers": [[0.9, 0.8], [0.5, 0.4]], "count_by_wrong_teachers": [5, 3],
     }
-    records = [record(a, s, 0.6 + 0.01 * s, curves=curves, selection=selection) for a in ("avg-kd", "reinforce") for s in range(2)]
+    records = [record(a, s, 0.6 + 0.01 * s, curves=curves, selection=selection) for a in ("avg_kd", "reinforce") for s in range(2)]
     rows = summarise(records)
     write_csv(rows, tmp_path / "table.csv")
     assert (tmp_path / "table.csv").read_text().count("\n") == 3

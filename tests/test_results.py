@@ -3,7 +3,7 @@ from experiments.results import RunRecord, append_record, completed_keys, read_r
 
 def record(seed, status="ok", **config):
     return RunRecord(
-        agent="avg-kd", task="synthetic", seed=seed, student="head", teachers=["a", "b"],
+        agent="avg_kd", task="synthetic", seed=seed, student="head", teachers=["a", "b"],
         test_accuracy=0.7 if status == "ok" else None, test_macro_f1=0.6 if status == "ok" else None,
         dev_accuracy=0.7 if status == "ok" else None, env_steps=100, wall_time_s=1.5, config=config,
         status=status, error=None if status == "ok" else "ValueError: boom",
@@ -15,13 +15,13 @@ def test_append_read_and_skip_completed(tmp_path):
     append_record(path, record(0, lr=1))
     append_record(path, record(1, status="failed", lr=1))
     with path.open("a") as handle:
-        handle.write('{"agent": "avg-kd", "task": "synth')  # a line cut short by an interruption
+        handle.write('{"agent": "avg_kd", "task": "synth')  # a line cut short by an interruption
     records = read_records(path)
     assert [r.seed for r in records] == [0, 1]
     assert records[0] == record(0, lr=1)
     # Finished runs are skipped on a re-run; failed ones are retried; the config is part of the key.
-    assert completed_keys(path) == {run_key("avg-kd", "synthetic", 0, {"lr": 1})}
-    assert run_key("avg-kd", "synthetic", 0, {"lr": 1}) != run_key("avg-kd", "synthetic", 0, {"lr": 2})
+    assert completed_keys(path) == {run_key("avg_kd", "synthetic", 0, {"lr": 1})}
+    assert run_key("avg_kd", "synthetic", 0, {"lr": 1}) != run_key("avg_kd", "synthetic", 0, {"lr": 2})
 
 
 def test_missing_file_has_no_records(tmp_path):

@@ -1,0 +1,145 @@
+"""The comparison grid: agents x tasks x seeds, each run a fresh student distilled by one agent.
+
+Every run goes through ``agents.training.train`` (TensorBoard run, checkpoint, final dev/test metrics)
+and is appended to the results file the moment it ends, so an interrupted grid re-run skips what is
+done. A run that raises is recorded as failed with its error, and the grid goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import gymnasium as gym
+import torch
+
+import agents
+import kd_env  # noqa: F401 - registers the env ids
+from agents.training import AGENT_DIR, STUDENT_FILE, TrainConfig, make_env, train
+from experiments.results import RunRecord, append_record, completed_keys, run_key
+from experiments.selection import selection_profile
+
+log = logging.getLogger(__name__)
+
+SELECT_ENV, WEIGHT_ENV = "kd_env/TeacherSelection-v0", "kd_env/TeacherWeighting-v0"
+
+
+@dataclass(frozen=True)
+class GridEntry:
+    """One agent of the grid as it appears in the tables."""
+
+    label: str
+    agent: str
+    env_id: str = SELECT_ENV
+    env_kwargs: dict = field(default_factory=dict)
+    """Overrides of the preset's common env kwargs for this agent only."""
+    agent_kwargs: dict = field(default_factory=dict)
+    epoch_kwargs: dict = field(default_factory=dict)
+    """Agent kwargs given in epochs of the task (e.g. stage lengths), turned into env steps per task."""
+    profile_selection: bool = False
+    """Record what the trained selector picks (``experiments.selection``)."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named grid: tasks, seeds, budget in epochs, the env settings all agents share, the agents."""
+
+    name: str
+    tasks: tuple[str, ...]
+    seeds: tuple[int, ...]
+    epochs: int
+    common_env_kwargs: dict
+    entries: tuple[GridEntry, ...]
+    single_teachers: bool = True
+    """Add one ``single:<teacher>`` entry per teacher of each task."""
+
+
+def entries_for_task(preset: Preset, teacher_names: tuple[str, ...]) -> list[GridEntry]:
+    singles = [
+        GridEntry(label=f"single:{name}", agent="single_teacher", agent_kwargs={"teacher": name})
+        for name in teacher_names
+    ] if preset.single_teachers else []
+    return list(preset.entries) + singles
+
+
+def task_facts(preset: Preset, task: str) -> tuple[tuple[str, ...], int, dict[str, float]]:
+    """The task's teacher names, its episode length and each teacher's own test accuracy."""
+    env = gym.make(SELECT_ENV, task=task, **preset.common_env_kwargs).unwrapped
+    test = env.data.splits["test"]
+    correct = (test.teacher_logits.argmax(dim=-1) == test.labels[:, None]).float().mean(dim=0)
+    accuracy = {name: float(value) for name, value in zip(env.teacher_names, correct)}
+    return env.teacher_names, env.episode_steps, accuracy
+
+
+def run_grid(preset: Preset, results_path: str | Path, logdir: str | Path) -> int:
+    """Run every (task, entry, seed) not yet in ``results_path``; returns how many runs it made."""
+    done = completed_keys(results_path)
+    made = 0
+    for task in preset.tasks:
+        teachers, episode_steps, teacher_accuracy = task_facts(preset, task)
+        for entry in entries_for_task(preset, teachers):
+            for seed in preset.seeds:
+                config = TrainConfig(
+                    agent=entry.agent,
+                    total_steps=preset.epochs * episode_steps,
+                    seed=seed,
+                    env_id=entry.env_id,
+                    env_kwargs={**preset.common_env_kwargs, "task": task, **entry.env_kwargs},
+                    agent_kwargs={**entry.agent_kwargs, **{k: v * episode_steps for k, v in entry.epoch_kwargs.items()}},
+                    logdir=str(logdir),
+                    log_every=10,
+                    progress_bar=False,
+                )
+                record_config = {"preset": preset.name, "train": asdict(config) | {"logdir": None}}
+                if run_key(entry.label, task, seed, record_config) in done:
+                    continue
+                log.info("run %s / %s / seed %d (%d steps)", task, entry.label, seed, config.total_steps)
+                record = run_one(entry, config, record_config, teachers, teacher_accuracy)
+                append_record(results_path, record)
+                made += 1
+    return made
+
+
+def run_one(entry: GridEntry, config: TrainConfig, record_config: dict, teachers, teacher_accuracy) -> RunRecord:
+    """Train, profile if asked, and turn the outcome (or the error) into a record."""
+    curves = {"env_steps": [], "episode_reward": [], "dev_accuracy": []}
+    steps, episode_reward = 0, 0.0
+
+    def collect(info: dict) -> None:
+        nonlocal steps, episode_reward
+        steps += 1
+        episode_reward += float(info["instance_rewards"].mean())
+        if "dev_accuracy" in info:
+            curves["env_steps"].append(steps)
+            curves["episode_reward"].append(episode_reward)
+            curves["dev_accuracy"].append(info["dev_accuracy"])
+            episode_reward = 0.0
+
+    common = dict(
+        agent=entry.label, task=config.env_kwargs["task"], seed=config.seed,
+        student=config.env_kwargs.get("student", "head"), teachers=list(teachers), config=record_config,
+        teacher_test_accuracy=teacher_accuracy,
+    )
+    try:
+        result = train(config, callback=collect)
+        selection = profile(config, Path(result.run_dir)) if entry.profile_selection else {}
+    except Exception as error:  # noqa: BLE001 - a failed run is recorded and the grid goes on
+        log.error("run %s failed:\n%s", entry.label, traceback.format_exc())
+        return RunRecord(**common, test_accuracy=None, test_macro_f1=None, dev_accuracy=None, env_steps=steps,
+                         wall_time_s=0.0, status="failed", error=f"{type(error).__name__}: {error}")
+    return RunRecord(
+        **common, test_accuracy=result.test_accuracy, test_macro_f1=result.test_macro_f1,
+        dev_accuracy=result.dev_accuracy, env_steps=result.env_steps, wall_time_s=result.wall_time_s,
+        curves=curves, selection=selection,
+    )
+
+
+def profile(config: TrainConfig, run_dir: Path) -> dict:
+    """Selection profile of the run's saved agent, acting with its saved student (on a copy)."""
+    env = make_env(config)
+    env.reset(seed=config.seed)
+    student = torch.load(run_dir / STUDENT_FILE, weights_only=False)
+    env.unwrapped.student.load_state_dict(student["student"])
+    return selection_profile(agents.load(run_dir / AGENT_DIR, env), env)

@@ -1,0 +1,59 @@
+"""Named comparison grids. Every agent shares the env settings of its preset, so differences in the
+student come from the teacher weighting alone.
+
+Shared settings (``LEARNING_ENV``): ``reward="ce_gain"`` (an instance's CE drop across the step, so
+its own difficulty cancels), ``empty_selection="all_teachers"`` (selecting nothing falls back to
+Avg-KD: otherwise a selector can escape to "hard labels only", which a training-CE reward favours),
+temperature 1. ``no_kd`` alone keeps the hard-label fallback: selecting nothing is what it is.
+"""
+
+from __future__ import annotations
+
+from experiments.compare import WEIGHT_ENV, GridEntry, Preset
+
+LEARNING_ENV = {"reward": "ce_gain", "empty_selection": "all_teachers", "temperature": 1.0}
+
+REINFORCE = GridEntry(
+    label="reinforce",
+    agent="reinforce",
+    agent_kwargs={"advantage": "instance", "update_every": 4, "learning_rate": 0.05},
+    epoch_kwargs={"pretrain_student_steps": 1, "pretrain_selector_steps": 1},
+    profile_selection=True,
+)
+PPO = GridEntry(
+    label="ppo",
+    agent="ppo",
+    agent_kwargs={"algo_kwargs": {"n_steps": 32, "batch_size": 32, "learning_rate": 0.03, "gamma": 0.0, "clip_range": 0.3}},
+    profile_selection=True,
+)
+NO_KD = GridEntry(label="no_kd", agent="no_kd", env_kwargs={"empty_selection": "hard_label"})
+AVG_KD = GridEntry(label="avg_kd", agent="avg_kd")
+CA_MKD = GridEntry(label="ca_mkd", agent="ca_mkd", env_id=WEIGHT_ENV)
+
+QUICK_ENTRIES = (NO_KD, AVG_KD, CA_MKD, REINFORCE, PPO)
+FULL_ENTRIES = QUICK_ENTRIES + (
+    GridEntry(label="best_teacher", agent="best_teacher"),
+    GridEntry(label="random", agent="random"),
+    GridEntry(label="ebkd", agent="ebkd", env_id=WEIGHT_ENV),
+    GridEntry(label="mt_bert", agent="mt_bert", env_id=WEIGHT_ENV),
+    GridEntry(label="mtkd_rl", agent="mtkd_rl", env_id=WEIGHT_ENV),
+    GridEntry(label="reinforce_paper", agent="reinforce", agent_kwargs={"advantage": "episode"},
+              epoch_kwargs={"pretrain_student_steps": 1, "pretrain_selector_steps": 1}, profile_selection=True),
+    GridEntry(label="a2c", agent="a2c", profile_selection=True),
+)
+
+PRESETS = {
+    "synthetic": Preset(
+        name="synthetic", tasks=("synthetic",), seeds=(0, 1, 2), epochs=20,
+        common_env_kwargs=dict(LEARNING_ENV), entries=QUICK_ENTRIES,
+    ),
+    "quick": Preset(
+        name="quick", tasks=("twitter-sentiment",), seeds=(0, 1, 2), epochs=10,
+        common_env_kwargs={**LEARNING_ENV, "student": "head"}, entries=QUICK_ENTRIES,
+    ),
+    "full": Preset(
+        name="full", tasks=("twitter-sentiment", "bbc-news"), seeds=(0, 1, 2, 3, 4), epochs=3,
+        common_env_kwargs={**LEARNING_ENV, "student": "transformer", "student_options": {"num_layers": 2}},
+        entries=FULL_ENTRIES,
+    ),
+}
