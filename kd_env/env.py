@@ -13,7 +13,7 @@ from gymnasium import spaces
 from kd_env import rewards as reward_fns
 from kd_env.episode import EpisodeBatches
 from kd_env.distill import KDConfig, kd_loss, normalise_weights, weights_from_selection
-from kd_env.features import FEATURE_GROUPS, FeatureLayout, SemanticProjection, dynamic_features, static_features, validate_groups
+from kd_env.features import FEATURE_GROUPS, FeatureLayout, SemanticProjection, dynamic_features, log_softmax, static_features, validate_groups
 from kd_env.devices import resolve_device
 from kd_env.problems import build_distillation_data
 from kd_env.students import build_student, default_learning_rate
@@ -82,8 +82,10 @@ class TeacherSelectionEnv(gym.Env):
     observation's batch; at the episode end ``dev_accuracy``, ``dev_macro_f1``, ``dev_ce``.
 
     ## Arguments
-    ``task``, ``teachers`` (names; None = all of the task's), ``task_options``, ``student``,
-    ``student_options``, ``action_mode``, ``batch_size``, ``episode_steps``, ``alpha``,
+    ``task`` (default ``twitter-sentiment``: real tweets, three fine-tuned teachers, prepared and cached
+    on first use; ``synthetic``, ``bbc-news``, ``glue:NAME``, ``csv:PATH``, ``json:PATH``: see
+    ``kd_env.tasks``), ``teachers`` (names or spec dicts; None = the task's defaults), ``task_options``,
+    ``student`` (``head`` or ``transformer``), ``student_options``, ``action_mode``, ``batch_size``, ``episode_steps``, ``alpha``,
     ``temperature``, ``tau_squared``, ``aggregation``, ``empty_selection``, ``reward``,
     ``terminal_bonus``, ``features`` (group names; None = all), ``semantic_dim``, ``learning_rate`` (None: the student's default),
     ``weight_decay``, ``probe_size`` (dev instances for ``dev_gain``), ``device``. All are JSON-friendly,
@@ -97,7 +99,7 @@ class TeacherSelectionEnv(gym.Env):
 
     def __init__(
         self,
-        task: str = "synthetic",
+        task: str = "twitter-sentiment",
         teachers: list[str] | None = None,
         task_options: dict | None = None,
         student: str = "head",
@@ -152,12 +154,13 @@ class TeacherSelectionEnv(gym.Env):
         train = self.data.splits["train"]
         projection = SemanticProjection.fit(train.semantic.numpy(), semantic_dim)
         self.layout = FeatureLayout(groups, self.data.class_names, self.data.teacher_names, semantic_dim)
-        # Torch copies feed the student; numpy copies feed the observation (built in numpy: see features).
+        # Tensors feed the student, numpy arrays the observation (built in numpy: see features). On the
+        # CPU both views share the split's memory (memory-mapped for cached teachers): no copies.
         self._labels = train.labels.to(self.device)
         self._inputs = {name: t.to(self.device) for name, t in train.student_inputs.items()}
         self._teacher_logits = train.teacher_logits.to(self.device)
-        self._teacher_log_probs_np = torch.log_softmax(train.teacher_logits.float(), dim=-1).numpy()
-        self._static = static_features(self.layout, train.teacher_logits.numpy(), train.labels.numpy(), projection(train.semantic.numpy()))
+        self._teacher_logits_np = train.teacher_logits.numpy()
+        self._semantic = projection(train.semantic.numpy())
         self._oracle = None if train.expert_mask is None else train.expert_mask.numpy().astype(bool)
         dev = self.data.splits["dev"]
         probe = torch.as_tensor(np.random.default_rng(0).permutation(len(dev))[: min(probe_size, len(dev))])
@@ -218,7 +221,8 @@ class TeacherSelectionEnv(gym.Env):
             raise RuntimeError(f"the episode ended after {self.episode_steps} steps; call reset()")
         weights = self._weights_from_action(action)
         step = self._step
-        labels, teacher_logits = self._episode.labels[step], self._episode.teacher_logits[step]
+        labels = self._episode.labels[step]
+        teacher_logits = self._teacher_logits[self._episode.device_indices[step]]
         logits = self._pending_logits if self._pending_logits is not None else self._student_logits(step)
         parts = kd_loss(logits, labels, teacher_logits, weights.to(self.device), self.kd_config)
         loss = parts.total.mean()
@@ -286,9 +290,7 @@ class TeacherSelectionEnv(gym.Env):
         needed = (self.episode_steps + 1) * self.batch_size
         passes = [self.np_random.permutation(n)[:usable] for _ in range(math.ceil(needed / usable))]
         order = np.concatenate(passes)[:needed].reshape(self.episode_steps + 1, self.batch_size)
-        self._episode = EpisodeBatches.gather(
-            order, self._labels, self._teacher_logits, self._inputs, self._static, self._teacher_log_probs_np, self._oracle
-        )
+        self._episode = EpisodeBatches.gather(order, self._labels, self._inputs, self._oracle)
 
     def _student_logits(self, step: int) -> torch.Tensor:
         """The student's logits, with grad, on the batch of ``step``: they feed its next update."""
@@ -348,15 +350,13 @@ class TeacherSelectionEnv(gym.Env):
 
     def _observation(self) -> np.ndarray:
         step, episode = self._step, self._episode
-        static = episode.static_features[step]
+        batch, labels = episode.indices[step], episode.labels_np[step]
+        teacher_log_probs = log_softmax(self._teacher_logits_np[batch].astype(np.float64))
+        static = static_features(self.layout, teacher_log_probs, labels, self._semantic[batch])
         if not self.layout.dynamic_groups:
             return static.reshape(-1)
         dynamic = dynamic_features(
-            self.layout,
-            episode.teacher_log_probs[step],
-            self._pending_logits.detach().cpu().numpy(),
-            episode.labels_np[step],
-            step / self.episode_steps,
+            self.layout, teacher_log_probs, self._pending_logits.detach().cpu().numpy(), labels, step / self.episode_steps
         )
         return np.concatenate([static, dynamic], axis=-1).reshape(-1)
 

@@ -124,29 +124,32 @@ class SemanticProjection:
 
 
 def static_features(
-    layout: FeatureLayout, teacher_logits: np.ndarray, labels: np.ndarray, semantic: np.ndarray
+    layout: FeatureLayout, teacher_log_probs: np.ndarray, labels: np.ndarray, semantic: np.ndarray
 ) -> np.ndarray:
-    """(N, K, F_static) features that depend only on the data and the teachers."""
-    n, k, c = teacher_logits.shape
-    log_probs = log_softmax(np.asarray(teacher_logits, dtype=np.float64))
-    probs = np.exp(log_probs)
+    """(B, K, F_static) features that depend only on the data and the teachers.
+
+    Computed per batch from the teachers' log-probabilities, so that no full-split copy of anything
+    derived from teacher outputs lives in each env process (the outputs themselves are shared).
+    """
+    b, k, c = teacher_log_probs.shape
+    probs = np.exp(teacher_log_probs)
     parts = []
     for group in layout.static_groups:
         if group == "teacher_probs":
             parts.append(probs)
         elif group == "teacher_ce":
-            parts.append(squash(-np.take_along_axis(log_probs, labels.reshape(n, 1, 1).repeat(k, axis=1), axis=2)))
+            parts.append(squash(-np.take_along_axis(teacher_log_probs, labels.reshape(b, 1, 1).repeat(k, axis=1), axis=2)))
         elif group == "teacher_entropy":
-            parts.append(np.clip(-(probs * log_probs).sum(axis=-1, keepdims=True) / np.log(c), 0.0, 1.0))
+            parts.append(np.clip(-(probs * teacher_log_probs).sum(axis=-1, keepdims=True) / np.log(c), 0.0, 1.0))
         elif group == "teacher_correct":
-            parts.append((probs.argmax(axis=-1) == labels.reshape(n, 1))[..., None])
+            parts.append((teacher_log_probs.argmax(axis=-1) == labels.reshape(b, 1))[..., None])
         elif group == "teacher_id":
-            parts.append(np.broadcast_to(np.eye(k), (n, k, k)))
+            parts.append(np.broadcast_to(np.eye(k), (b, k, k)))
         elif group == "semantic":
-            parts.append(np.broadcast_to(semantic[:, None, :], (n, k, semantic.shape[1])))
+            parts.append(np.broadcast_to(semantic[:, None, :], (b, k, semantic.shape[1])))
     if not parts:
-        return np.zeros((n, k, 0), dtype=np.float32)
-    return np.concatenate(parts, axis=-1).astype(np.float32)
+        return np.zeros((b, k, 0), dtype=np.float32)
+    return np.concatenate(parts, axis=-1, dtype=np.float32)
 
 
 def dynamic_features(

@@ -39,8 +39,8 @@ def time_env_steps(env, actions: list[np.ndarray], steps: int) -> float:
 def time_bare_steps(env, actions: list[np.ndarray], steps: int) -> float:
     """Seconds per bare distillation step on the env's own student, data and batch order.
 
-    It reads the batches the env gathered for its episode (``env._episode``), so both sides pay the
-    same data access.
+    It reads the batches the env gathered for its episode (``env._episode``) and the teacher logits
+    per batch, as the env does, so both sides pay the same data access.
     """
     student, optimizer, episode = env.student, env.optimizer, env._episode
     b, k = env.batch_size, env.num_teachers
@@ -49,7 +49,8 @@ def time_bare_steps(env, actions: list[np.ndarray], steps: int) -> float:
     for i in range(steps):
         row = i % env.episode_steps
         logits = student(episode.inputs(row))
-        loss = kd_loss(logits, episode.labels[row], episode.teacher_logits[row], weights[i % len(weights)], env.kd_config).total.mean()
+        teacher_logits = env._teacher_logits[episode.device_indices[row]]
+        loss = kd_loss(logits, episode.labels[row], teacher_logits, weights[i % len(weights)], env.kd_config).total.mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -218,7 +218,7 @@ def test_bad_weight_actions_raise(action, message, small_env_kwargs):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"task": "imagenet"}, "available: .*synthetic"),
+        ({"task": "imagenet"}, "synthetic"),
         ({"teachers": ["bert-huge"]}, "available: .*synthetic-teacher-0"),
         ({"student": "giant"}, "available: .*head"),
         ({"batch_size": 10_000}, "larger than the training split"),
@@ -232,7 +232,7 @@ def test_bad_weight_actions_raise(action, message, small_env_kwargs):
 )
 def test_bad_constructor_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        kd_env.TeacherSelectionEnv(**kwargs)
+        kd_env.TeacherSelectionEnv(**{"task": "synthetic", **kwargs})
 
 
 def test_teacher_class_count_mismatch_is_rejected():

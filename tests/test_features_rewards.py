@@ -14,10 +14,11 @@ def test_feature_names_match_widths_and_bounds():
     layout = make_layout()
     n, k, c = 5, 2, 3
     logits = rng.normal(size=(n, k, c)) * 5
+    log_probs = np.log(np.exp(logits) / np.exp(logits).sum(-1, keepdims=True))
     labels = rng.integers(0, c, n)
     semantic = rng.uniform(-1, 1, size=(n, 2)).astype(np.float32)
-    static = static_features(layout, logits, labels, semantic)
-    dynamic = dynamic_features(layout, np.log(np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)), rng.normal(size=(n, c)), labels, 0.5)
+    static = static_features(layout, log_probs, labels, semantic)
+    dynamic = dynamic_features(layout, log_probs, rng.normal(size=(n, c)), labels, 0.5)
     features = np.concatenate([static, dynamic], axis=-1)
     assert features.shape == (n, k, layout.size) == (n, k, len(layout.names))
     assert features.dtype == np.float32
