@@ -80,8 +80,11 @@ def process_memory(pid: int | str, cache_root: Path) -> ProcessMemory:
     return ProcessMemory(**sums)
 
 
-def worker_memory(env_kwargs: dict, num_envs: int, cache_root: Path, steps: int = 5) -> list[ProcessMemory]:
-    """Memory of each async worker after reset and a few steps, read while all of them are alive."""
+def worker_memory(env_kwargs: dict, num_envs: int, cache_root: Path, steps: int) -> list[ProcessMemory]:
+    """Memory of each async worker after reset and ``steps`` steps, read while all of them are alive.
+
+    Mapped pages become resident as batches touch them: take at least one episode of steps, so one
+    env has touched the whole split too and the 1-env baseline is not undercounted."""
     vector_env = gym.make_vec(ENV_ID, num_envs=num_envs, vectorization_mode="async", **env_kwargs)
     try:
         vector_env.reset(seed=0)

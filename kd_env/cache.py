@@ -17,11 +17,13 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +56,14 @@ class CacheEntry:
         if name not in self.arrays:
             raise KeyError(f"cache entry {self.path} has no array {name!r}; it has {list(self.arrays)}")
         return np.load(self.path / f"{name}.npy", mmap_mode="r" if mmap else None)
+
+    def tensor(self, name: str) -> torch.Tensor:
+        """A CPU tensor over the memory-mapped array: env processes reading the same entry share its
+        pages instead of each holding a copy. Read-only by contract: nothing writes into split data."""
+        with warnings.catch_warnings():
+            # torch warns that a read-only mapping gives a tensor it would not stop writes to.
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.from_numpy(self.array(name))
 
     def file(self, name: str) -> Path:
         """An extra file of the entry, checksummed first (it was only size-checked on load)."""

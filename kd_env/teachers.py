@@ -139,10 +139,25 @@ PREPARATION_OPTION_NAMES = tuple(f.name for f in fields(PreparationConfig))
 
 
 class DiskTeacherCache:
-    """The teachers of one task, read from their cache entries (prepared on first use)."""
+    """The teachers of one task, read from their cache entries (prepared on first use).
 
-    def __init__(self, entries: dict[str, CacheEntry]) -> None:
+    The teachers' logits and CEs are also stored stacked, (N, K, C) and (N, K), in one entry of their
+    own, so ``outputs`` can hand out memory-mapped tensors that every env process shares.
+    """
+
+    def __init__(self, entries: dict[str, CacheEntry], store: ArrayStore) -> None:
         self._entries = entries
+        description = {"teachers": [entry.path.name for entry in entries.values()], "code_version": CODE_VERSION}
+        self._stacked = store.get_or_build("stacked", description, self._stack)
+
+    def _stack(self, folder: Path) -> tuple[dict[str, np.ndarray], dict]:
+        entries = list(self._entries.values())
+        arrays = {
+            f"{split}.{name}": np.stack([e.array(f"{split}.{name}") for e in entries], axis=1)
+            for split in SPLITS
+            for name in ("logits", "ce")
+        }
+        return arrays, {}
 
     @property
     def teacher_names(self) -> list[str]:
@@ -158,11 +173,8 @@ class DiskTeacherCache:
     def outputs(self, split: str) -> TeacherOutputs:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; available: {list(SPLITS)}")
-        entries = list(self._entries.values())
-        logits = np.stack([e.array(f"{split}.logits") for e in entries], axis=1)
-        ce = np.stack([e.array(f"{split}.ce") for e in entries], axis=1)
-        pooled = tuple(torch.from_numpy(np.array(e.array(f"{split}.pooled"))) for e in entries)
-        return TeacherOutputs(torch.from_numpy(logits), torch.from_numpy(ce), pooled)
+        pooled = tuple(e.tensor(f"{split}.pooled") for e in self._entries.values())
+        return TeacherOutputs(self._stacked.tensor(f"{split}.logits"), self._stacked.tensor(f"{split}.ce"), pooled)
 
 
 def teacher_description(task: TextTask, spec: TeacherSpec) -> dict:
@@ -178,7 +190,7 @@ def prepare_teachers(task: TextTask, specs: list[TeacherSpec], config: Preparati
         entries[spec.name] = store.get_or_build(
             "teachers", teacher_description(task, spec), lambda folder, spec=spec: _build_teacher(task, spec, config, folder)
         )
-    return DiskTeacherCache(entries)
+    return DiskTeacherCache(entries, store)
 
 
 def load_teacher_model(entry: CacheEntry, cache_dir: str | None = None) -> TextClassifier:

@@ -58,7 +58,7 @@ def build_text_data(
     splits = {}
     for split in SPLITS:
         outputs = cache.outputs(split)
-        vectors = torch.from_numpy(embeddings.array(f"{split}.vectors", mmap=False))
+        vectors = embeddings.tensor(f"{split}.vectors")
         if tokenize is None:
             inputs = {"features": vectors}
         else:

@@ -17,6 +17,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported, for spawned workers too
 
 import argparse
+import gc
 import json
 import logging
 
@@ -53,9 +54,14 @@ def report_memory(args) -> None:
     for path, nbytes, mapped in census[: args.census_rows]:
         print(f"    {nbytes / MB:9.3f} MB  {'mapped ' if mapped else 'private'}  {path}")
     print(f"  teacher outputs and arrays computed from them, private per env: {private_teacher / MB:.3f} MB")
+    # This process must unmap the cache before the workers are measured: a page it shares would
+    # lower the workers' PSS by a share that depends on how many workers there are.
+    env.close()
+    del env, census, teacher_rows
+    gc.collect()
     totals = {}
     for n in (1, args.memory_envs):
-        workers = worker_memory(env_kwargs, n, root)
+        workers = worker_memory(env_kwargs, n, root, args.memory_steps)
         cache_pss = sum(w.cache_pss for w in workers) * 1024
         totals[n] = cache_pss + n * private_teacher
         print(f"  {n} async env(s): cache-file PSS summed over workers {cache_pss / MB:.3f} MB "
@@ -75,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory-task-options", type=json.loads, default={}, help="JSON object of task options")
     parser.add_argument("--memory-teachers", type=json.loads, default=None, help="JSON list of teacher names or specs (default: the named teachers)")
     parser.add_argument("--memory-envs", type=int, default=4)
+    parser.add_argument("--memory-steps", type=int, default=400, help="steps before reading memory (>= one episode)")
     parser.add_argument("--census-rows", type=int, default=12)
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")

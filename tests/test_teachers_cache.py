@@ -131,6 +131,10 @@ def test_teachers_fine_tune_fill_the_cache_and_are_then_read(tmp_path, tiny_bert
     monkeypatch.setattr(teachers_module, "fine_tune", no_fine_tuning)
     again = prepare_teachers(task, specs, config)
     torch.testing.assert_close(again.outputs("dev").logits, outputs.logits)
+    # Outputs are tensors over the memory-mapped cache files (shared between env processes), not copies.
+    mapped = [line.split()[0].split("-") for line in open("/proc/self/maps") if str(tmp_path) in line]
+    for tensor in (outputs.logits, outputs.ce, *outputs.pooled):
+        assert any(int(start, 16) <= tensor.data_ptr() < int(end, 16) for start, end in mapped)
     online = teachers_module.load_teacher_model(cache.entry("tiny-2"))
     assert online.head.out_features == 3
 
