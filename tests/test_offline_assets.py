@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import kd_env  # noqa: F401 - registers the env ids
-from kd_env.assets import _MINILM_L3_ONNX, _package_path
+from kd_env.assets import _MINILM_L3_ONNX, package_file
 from kd_env.text_models import load_encoder, load_tokenizer
 
 pytestmark = pytest.mark.slow
@@ -20,7 +20,7 @@ def test_minilm_l3_rebuilt_from_onnx_matches_the_onnx_graph():
     batch = tokenizer(["self-driving cars are the future", "no"], padding=True, return_tensors="pt")
     with torch.no_grad():
         hidden = load_encoder("minilm-l3").eval()(**batch).last_hidden_state.numpy()
-    graph = onnx.load(str(_package_path(*_MINILM_L3_ONNX)))
+    graph = onnx.load(str(package_file(*_MINILM_L3_ONNX)))
     feeds = {i.name: batch[i.name].numpy() for i in graph.graph.input}
     reference = ReferenceEvaluator(graph).run(None, feeds)
     matching = [out for out in reference if out.shape == hidden.shape]
