@@ -57,3 +57,38 @@ PRESETS = {
         entries=FULL_ENTRIES,
     ),
 }
+
+
+def _reinforce(label: str, env_kwargs: dict | None = None, stages: int = 1, **agent_kwargs) -> GridEntry:
+    """A REINFORCE variant for the levers study; defaults are the ``REINFORCE`` entry's."""
+    return GridEntry(
+        label=label, agent="reinforce", env_kwargs=env_kwargs or {},
+        agent_kwargs={**REINFORCE.agent_kwargs, **agent_kwargs},
+        epoch_kwargs={"pretrain_student_steps": stages, "pretrain_selector_steps": stages},
+        profile_selection=True,
+    )
+
+
+# The levers issue 5 asks about, one at a time against the quick setting's REINFORCE: the reward, the
+# advantage (paper: episode return), policy size, learning rate, the stage lengths; and continuous
+# weights (MTKD-RL style) against selection. ``dev_gain`` gives every instance the same reward, so it
+# goes with batch-level advantages (``step``, ``episode``).
+LEVER_ENTRIES = (
+    NO_KD, AVG_KD, CA_MKD, REINFORCE, PPO,
+    GridEntry(label="best_teacher", agent="best_teacher"),
+    GridEntry(label="mtkd_rl", agent="mtkd_rl", env_id=WEIGHT_ENV),
+    _reinforce("reinforce:episode", advantage="episode"),
+    _reinforce("reinforce:student_ce", env_kwargs={"reward": "student_ce"}),
+    _reinforce("reinforce:student_loss", env_kwargs={"reward": "student_loss"}),
+    _reinforce("reinforce:dev_gain+step", env_kwargs={"reward": "dev_gain"}, advantage="step"),
+    _reinforce("reinforce:dev_gain+episode", env_kwargs={"reward": "dev_gain"}, advantage="episode"),
+    _reinforce("reinforce:mlp64", hidden_sizes=(64,)),
+    _reinforce("reinforce:lr0.01", learning_rate=0.01),
+    _reinforce("reinforce:no_stages", stages=0),
+    _reinforce("reinforce:stages3", stages=3),
+    _reinforce("reinforce:hard_label_fallback", env_kwargs={"empty_selection": "hard_label"}),
+)
+PRESETS["levers"] = Preset(
+    name="levers", tasks=("twitter-sentiment",), seeds=(0, 1, 2, 3, 4), epochs=10,
+    common_env_kwargs={**LEARNING_ENV, "student": "head"}, entries=LEVER_ENTRIES, single_teachers=False,
+)
