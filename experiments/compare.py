@@ -18,7 +18,7 @@ import torch
 import agents
 import kd_env  # noqa: F401 - registers the env ids
 from agents.training import AGENT_DIR, STUDENT_FILE, TrainConfig, make_env, train
-from experiments.results import RunRecord, append_record, completed_keys, run_key
+from experiments.results import EpisodeCurves, RunRecord, append_record, completed_keys, run_key
 from experiments.selection import selection_profile
 
 log = logging.getLogger(__name__)
@@ -104,35 +104,23 @@ def run_grid(preset: Preset, results_path: str | Path, logdir: str | Path) -> in
 
 def run_one(entry: GridEntry, config: TrainConfig, record_config: dict, teachers, teacher_accuracy) -> RunRecord:
     """Train, profile if asked, and turn the outcome (or the error) into a record."""
-    curves = {"env_steps": [], "episode_reward": [], "dev_accuracy": []}
-    steps, episode_reward = 0, 0.0
-
-    def collect(info: dict) -> None:
-        nonlocal steps, episode_reward
-        steps += 1
-        episode_reward += float(info["instance_rewards"].mean())
-        if "dev_accuracy" in info:
-            curves["env_steps"].append(steps)
-            curves["episode_reward"].append(episode_reward)
-            curves["dev_accuracy"].append(info["dev_accuracy"])
-            episode_reward = 0.0
-
+    curves = EpisodeCurves()
     common = dict(
         agent=entry.label, task=config.env_kwargs["task"], seed=config.seed,
         student=config.env_kwargs.get("student", "head"), teachers=list(teachers), config=record_config,
         teacher_test_accuracy=teacher_accuracy,
     )
     try:
-        result = train(config, callback=collect)
+        result = train(config, callback=curves)
         selection = profile(config, Path(result.run_dir)) if entry.profile_selection else {}
     except Exception as error:  # noqa: BLE001 - a failed run is recorded and the grid goes on
         log.error("run %s failed:\n%s", entry.label, traceback.format_exc())
-        return RunRecord(**common, test_accuracy=None, test_macro_f1=None, dev_accuracy=None, env_steps=steps,
+        return RunRecord(**common, test_accuracy=None, test_macro_f1=None, dev_accuracy=None, env_steps=curves.steps,
                          wall_time_s=0.0, status="failed", error=f"{type(error).__name__}: {error}")
     return RunRecord(
         **common, test_accuracy=result.test_accuracy, test_macro_f1=result.test_macro_f1,
         dev_accuracy=result.dev_accuracy, env_steps=result.env_steps, wall_time_s=result.wall_time_s,
-        curves=curves, selection=selection,
+        curves=curves.curves, selection=selection,
     )
 
 

@@ -84,3 +84,20 @@ def read_records(path: str | Path) -> list[RunRecord]:
 def completed_keys(path: str | Path) -> set[str]:
     """Keys of the runs that finished successfully (failed runs are retried on a re-run)."""
     return {record.key for record in read_records(path) if record.status == "ok"}
+
+
+class EpisodeCurves:
+    """Step callback collecting per-episode reward and end-of-episode dev accuracy for ``RunRecord.curves``."""
+
+    def __init__(self) -> None:
+        self.steps, self.reward = 0, 0.0
+        self.curves: dict[str, list[float]] = {"env_steps": [], "episode_reward": [], "dev_accuracy": []}
+
+    def __call__(self, info: dict) -> None:
+        self.steps += 1
+        self.reward += float(info["instance_rewards"].mean())  # the env's reward is this mean
+        if "dev_accuracy" in info:
+            self.curves["env_steps"].append(self.steps)
+            self.curves["episode_reward"].append(self.reward)
+            self.curves["dev_accuracy"].append(float(info["dev_accuracy"]))
+            self.reward = 0.0

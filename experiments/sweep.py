@@ -20,7 +20,7 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from experiments.results import RunRecord, append_record, completed_keys, run_key
+from experiments.results import EpisodeCurves, RunRecord, append_record, completed_keys, run_key
 
 logger = logging.getLogger(__name__)
 
@@ -104,30 +104,13 @@ def error_record(trial: Trial, error: str, wall_time_s: float = 0.0) -> RunRecor
     )
 
 
-class _EpisodeCurves:
-    """Step callback collecting per-episode reward and end-of-episode dev accuracy for ``RunRecord.curves``."""
-
-    def __init__(self) -> None:
-        self.steps, self.reward = 0, 0.0
-        self.curves: dict[str, list[float]] = {"env_steps": [], "episode_reward": [], "dev_accuracy": []}
-
-    def __call__(self, info: dict) -> None:
-        self.steps += 1
-        self.reward += float(info["instance_rewards"].mean())  # the env's reward is this mean
-        if "dev_accuracy" in info:
-            self.curves["env_steps"].append(self.steps)
-            self.curves["episode_reward"].append(self.reward)
-            self.curves["dev_accuracy"].append(float(info["dev_accuracy"]))
-            self.reward = 0.0
-
-
 def run_trial(trial: Trial, logdir: str) -> RunRecord:
     """One training run through the agents library; any exception becomes an error record."""
     from agents.training import TrainConfig, train
 
     started = time.perf_counter()
     try:
-        curves = _EpisodeCurves()
+        curves = EpisodeCurves()
         config = TrainConfig(
             agent=trial.agent, total_steps=trial.total_steps, seed=trial.seed, env_id=trial.env_id,
             env_kwargs=trial.env_kwargs, agent_kwargs=trial.agent_kwargs, logdir=logdir, progress_bar=False,

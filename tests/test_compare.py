@@ -1,0 +1,42 @@
+"""The comparison grid on a tiny synthetic task: records, resume, failed runs, selection profiles."""
+
+import json
+
+from experiments.compare import GridEntry, Preset, run_grid
+from experiments.report import summarise
+from experiments.results import read_records
+
+TINY = {"task_options": {"num_train": 128, "num_dev": 32, "num_test": 64}, "batch_size": 16}
+
+
+def tiny_preset(entries, seeds=(0, 1)):
+    return Preset(name="tiny", tasks=("synthetic",), seeds=seeds, epochs=2, common_env_kwargs=dict(TINY),
+                  entries=tuple(entries), single_teachers=False)
+
+
+def test_grid_records_every_run_resumes_and_keeps_failures(tmp_path):
+    results = tmp_path / "results.jsonl"
+    entries = [
+        GridEntry(label="avg_kd", agent="avg_kd"),
+        GridEntry(label="reinforce", agent="reinforce", agent_kwargs={"advantage": "instance", "update_every": 2},
+                  epoch_kwargs={"pretrain_student_steps": 1}, profile_selection=True),
+        GridEntry(label="broken", agent="reinforce", agent_kwargs={"advantage": "nonsense"}),
+    ]
+    assert run_grid(tiny_preset(entries), results, tmp_path / "runs") == 6
+    records = read_records(results)
+    assert sorted((r.agent, r.seed, r.status) for r in records) == [
+        ("avg_kd", 0, "ok"), ("avg_kd", 1, "ok"), ("broken", 0, "failed"), ("broken", 1, "failed"),
+        ("reinforce", 0, "ok"), ("reinforce", 1, "ok"),
+    ]
+    reinforce = next(r for r in records if r.agent == "reinforce")
+    assert reinforce.env_steps == 16  # 2 epochs of 128 / 16 batches
+    assert reinforce.config["train"]["agent_kwargs"]["pretrain_student_steps"] == 8  # 1 epoch, in steps
+    assert len(reinforce.curves["dev_accuracy"]) == 2 and 0.0 <= reinforce.test_accuracy <= 1.0
+    assert reinforce.selection["teachers"] == reinforce.teachers and len(reinforce.selection["rate_when_correct"]) == 4
+    assert "advantage" in next(r for r in records if r.agent == "broken").error
+    json.dumps([r.teacher_test_accuracy for r in records])  # plain JSON all the way down
+
+    # A re-run skips finished runs and retries only the failed ones.
+    assert run_grid(tiny_preset(entries), results, tmp_path / "runs") == 2
+    rows = {row.agent: row for row in summarise(read_records(results))}
+    assert rows["avg_kd"].test_accuracy.n == 2 and rows["broken"].failed_runs == 4
