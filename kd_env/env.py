@@ -11,10 +11,10 @@ import torch
 from gymnasium import spaces
 
 from kd_env import rewards as reward_fns
-from kd_env.episode import EpisodeBatches
-from kd_env.distill import KDConfig, kd_loss, normalise_weights, weights_from_selection
-from kd_env.features import FEATURE_GROUPS, FeatureLayout, SemanticProjection, dynamic_features, log_softmax, static_features, validate_groups
 from kd_env.devices import resolve_device
+from kd_env.distill import KDConfig, kd_loss, normalise_weights, weights_from_selection
+from kd_env.episode import EpisodeBatches
+from kd_env.features import FEATURE_GROUPS, FeatureLayout, SemanticProjection, dynamic_features, log_softmax, static_features, validate_groups
 from kd_env.problems import build_distillation_data
 from kd_env.students import build_student, default_learning_rate
 
