@@ -99,6 +99,7 @@ PRESETS["transformer"] = Preset(
     name="transformer", tasks=("twitter-sentiment",), seeds=(0, 1, 2, 3, 4), epochs=3,
     common_env_kwargs=dict(PRESETS["full"].common_env_kwargs),
     entries=(NO_KD, AVG_KD, GridEntry(label="best_teacher", agent="best_teacher"), REINFORCE,
-             _reinforce("reinforce:student_loss", env_kwargs={"reward": "student_loss"}), PPO),
+             _reinforce("reinforce:student_loss", env_kwargs={"reward": "student_loss"}), PPO,
+             _reinforce("reinforce:no_stages", stages=0)),
     single_teachers=False,
 )
