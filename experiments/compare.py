@@ -80,14 +80,17 @@ def run_grid(preset: Preset, results_path: str | Path, logdir: str | Path) -> in
     for task in preset.tasks:
         teachers, episode_steps, teacher_accuracy = task_facts(preset, task)
         for entry in entries_for_task(preset, teachers):
+            stage_kwargs = {k: v * episode_steps for k, v in entry.epoch_kwargs.items()}
             for seed in preset.seeds:
                 config = TrainConfig(
                     agent=entry.agent,
-                    total_steps=preset.epochs * episode_steps,
+                    # Selector pre-training puts the student back at its end: those steps come on top,
+                    # so every student gets the same number of distillation epochs.
+                    total_steps=preset.epochs * episode_steps + stage_kwargs.get("pretrain_selector_steps", 0),
                     seed=seed,
                     env_id=entry.env_id,
                     env_kwargs={**preset.common_env_kwargs, "task": task, **entry.env_kwargs},
-                    agent_kwargs={**entry.agent_kwargs, **{k: v * episode_steps for k, v in entry.epoch_kwargs.items()}},
+                    agent_kwargs={**entry.agent_kwargs, **stage_kwargs},
                     logdir=str(logdir),
                     log_every=10,
                     progress_bar=False,

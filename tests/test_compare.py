@@ -19,7 +19,7 @@ def test_grid_records_every_run_resumes_and_keeps_failures(tmp_path):
     entries = [
         GridEntry(label="avg_kd", agent="avg_kd"),
         GridEntry(label="reinforce", agent="reinforce", agent_kwargs={"advantage": "instance", "update_every": 2},
-                  epoch_kwargs={"pretrain_student_steps": 1}, profile_selection=True),
+                  epoch_kwargs={"pretrain_student_steps": 1, "pretrain_selector_steps": 1}, profile_selection=True),
         GridEntry(label="broken", agent="reinforce", agent_kwargs={"advantage": "nonsense"}),
     ]
     assert run_grid(tiny_preset(entries), results, tmp_path / "runs") == 6
@@ -29,9 +29,10 @@ def test_grid_records_every_run_resumes_and_keeps_failures(tmp_path):
         ("reinforce", 0, "ok"), ("reinforce", 1, "ok"),
     ]
     reinforce = next(r for r in records if r.agent == "reinforce")
-    assert reinforce.env_steps == 16  # 2 epochs of 128 / 16 batches
+    # 2 epochs of 128 / 16 batches, plus the selector's pre-training epoch (the student is put back after it).
+    assert reinforce.env_steps == 24 and next(r for r in records if r.agent == "avg_kd").env_steps == 16
     assert reinforce.config["train"]["agent_kwargs"]["pretrain_student_steps"] == 8  # 1 epoch, in steps
-    assert len(reinforce.curves["dev_accuracy"]) == 2 and 0.0 <= reinforce.test_accuracy <= 1.0
+    assert len(reinforce.curves["dev_accuracy"]) == 3 and 0.0 <= reinforce.test_accuracy <= 1.0
     assert reinforce.selection["teachers"] == reinforce.teachers and len(reinforce.selection["rate_when_correct"]) == 4
     assert "advantage" in next(r for r in records if r.agent == "broken").error
     json.dumps([r.teacher_test_accuracy for r in records])  # plain JSON all the way down
