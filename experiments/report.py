@@ -65,7 +65,11 @@ class AgentRow:
 
 
 def summarise(records: list[RunRecord], reference: str = REFERENCE_AGENT) -> list[AgentRow]:
-    """Rows per (task, agent), sorted by task then mean test accuracy (best first)."""
+    """Rows per (task, agent), sorted by task then mean test accuracy (best first).
+
+    Agents are grouped by their label; where a results file holds several successful runs of one
+    (task, agent, seed), for instance after a preset's config changed, the latest one counts.
+    """
     ok: dict[tuple[str, str], dict[int, RunRecord]] = defaultdict(dict)
     failed: dict[tuple[str, str], int] = defaultdict(int)
     for record in records:
