@@ -1,6 +1,7 @@
 """Tables and plots from a results file: per-agent means with 95% intervals, and paired differences.
 
-The paired difference of an agent to the reference agent (Avg-KD) is taken seed by seed on the same
+The paired differences of an agent to the reference agents (Avg-KD, and the best single teacher as
+``best_teacher`` picks it by dev accuracy: the paper's two baselines) are taken seed by seed on the same
 task (same seed = same student initialisation and batch order), which removes the seed-to-seed spread
 that both share; its interval is the t interval of those differences.
 """
@@ -18,6 +19,7 @@ import numpy as np
 from experiments.results import RunRecord
 
 REFERENCE_AGENT = "avg_kd"
+BEST_SINGLE_AGENT = "best_teacher"
 # Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom; 1.96 beyond.
 _T_975 = (
     12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
@@ -61,6 +63,7 @@ class AgentRow:
     test_macro_f1: Summary
     dev_accuracy: Summary
     paired_vs_reference: Summary
+    paired_vs_best_single: Summary
     failed_runs: int
 
 
@@ -80,8 +83,11 @@ def summarise(records: list[RunRecord], reference: str = REFERENCE_AGENT) -> lis
     rows = []
     for task, agent in sorted(set(ok) | set(failed)):
         runs = ok.get((task, agent), {})
-        reference_runs = ok.get((task, reference), {})
-        paired = [runs[s].test_accuracy - reference_runs[s].test_accuracy for s in sorted(runs) if s in reference_runs]
+
+        def paired(other: str) -> Summary:
+            other_runs = ok.get((task, other), {})
+            return Summary.of([runs[s].test_accuracy - other_runs[s].test_accuracy for s in sorted(runs) if s in other_runs])
+
         rows.append(
             AgentRow(
                 task=task,
@@ -89,7 +95,8 @@ def summarise(records: list[RunRecord], reference: str = REFERENCE_AGENT) -> lis
                 test_accuracy=Summary.of([r.test_accuracy for r in runs.values()]),
                 test_macro_f1=Summary.of([r.test_macro_f1 for r in runs.values()]),
                 dev_accuracy=Summary.of([r.dev_accuracy for r in runs.values()]),
-                paired_vs_reference=Summary.of(paired),
+                paired_vs_reference=paired(reference),
+                paired_vs_best_single=paired(BEST_SINGLE_AGENT),
                 failed_runs=failed.get((task, agent), 0),
             )
         )
@@ -104,23 +111,31 @@ def _fmt(summary: Summary, signed: bool = False) -> str:
 
 
 def markdown_table(rows: list[AgentRow], reference: str = REFERENCE_AGENT) -> str:
-    """Mean ± 95% CI half-width over seeds; the paired column is agent minus reference, per seed."""
+    """Mean ± 95% CI half-width over seeds; the paired columns are agent minus reference, per seed
+    (the ``best_teacher`` column only where that agent ran)."""
+    best_single = any(r.agent == BEST_SINGLE_AGENT for r in rows)
+    extra = f" paired Δ vs {BEST_SINGLE_AGENT} |" if best_single else ""
     header = (
-        f"| task | agent | seeds | test accuracy | std | test macro-F1 | dev accuracy | paired Δ vs {reference} | failed |\n"
-        "|---|---|---|---|---|---|---|---|---|\n"
+        f"| task | agent | seeds | test accuracy | std | test macro-F1 | dev accuracy | paired Δ vs {reference} |{extra} failed |\n"
+        + "|---" * (9 + best_single) + "|\n"
     )
+
+    def paired_cell(row: AgentRow, other: str, summary: Summary) -> str:
+        return "—" if row.agent == other else _fmt(summary, signed=True)
+
     lines = [
         f"| {r.task} | {r.agent} | {r.test_accuracy.n} | {_fmt(r.test_accuracy)} | "
         f"{'-' if math.isnan(r.test_accuracy.std) else f'{r.test_accuracy.std:.4f}'} | {_fmt(r.test_macro_f1)} | "
-        f"{_fmt(r.dev_accuracy)} | {'—' if r.agent == reference else _fmt(r.paired_vs_reference, signed=True)} | "
-        f"{r.failed_runs} |"
+        f"{_fmt(r.dev_accuracy)} | {paired_cell(r, reference, r.paired_vs_reference)} |"
+        + (f" {paired_cell(r, BEST_SINGLE_AGENT, r.paired_vs_best_single)} |" if best_single else "")
+        + f" {r.failed_runs} |"
         for r in rows
     ]
     return header + "\n".join(lines) + "\n"
 
 
 def write_csv(rows: list[AgentRow], path: str | Path) -> None:
-    fields = ["test_accuracy", "test_macro_f1", "dev_accuracy", "paired_vs_reference"]
+    fields = ["test_accuracy", "test_macro_f1", "dev_accuracy", "paired_vs_reference", "paired_vs_best_single"]
     with Path(path).open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["task", "agent", "seeds", "failed"] + [f"{f}_{s}" for f in fields for s in ("mean", "std", "ci95")])

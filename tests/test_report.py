@@ -36,7 +36,17 @@ def test_paired_difference_is_per_seed():
     assert paired.n == 3 and paired.mean == pytest.approx(0.02) and paired.std == pytest.approx(0.01)
     assert rows["reinforce"].failed_runs == 1
     table = markdown_table(list(rows.values()))
-    assert "| synthetic | reinforce | 3 |" in table and "+0.0200" in table
+    assert "| synthetic | reinforce | 3 |" in table and "+0.0200" in table and "best_teacher" not in table
+
+
+def test_paired_difference_to_the_best_single_teacher():
+    records = [record("avg_kd", s, 0.60) for s in range(2)] + [record("best_teacher", s, 0.65 + 0.01 * s) for s in range(2)]
+    records += [record("reinforce", s, 0.66) for s in range(2)]
+    rows = {row.agent: row for row in summarise(records)}
+    assert rows["reinforce"].paired_vs_best_single.mean == pytest.approx(0.005)
+    assert rows["reinforce"].paired_vs_reference.mean == pytest.approx(0.06)
+    table = markdown_table(list(rows.values()))
+    assert "paired Δ vs best_teacher" in table and table.splitlines()[1].count("---") == 10
 
 
 def test_csv_and_plots_are_written(tmp_path):
@@ -49,5 +59,6 @@ def test_csv_and_plots_are_written(tmp_path):
     rows = summarise(records)
     write_csv(rows, tmp_path / "table.csv")
     assert (tmp_path / "table.csv").read_text().count("\n") == 3
+    assert "paired_vs_best_single_mean" in (tmp_path / "table.csv").read_text()
     for path in (plot_accuracy(rows, tmp_path / "acc.png"), plot_curves(records, tmp_path / "curves.png"), plot_selection(records, tmp_path / "sel.png")):
         assert path.stat().st_size > 1000
