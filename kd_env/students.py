@@ -7,13 +7,14 @@ A student is an ``nn.Module`` whose ``forward(inputs)`` takes the dict of tensor
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from kd_env.data import DistillationData
 from kd_env.devices import autocast
+from kd_env.options import config_from_options
 
 
 class HeadStudent(nn.Module):
@@ -64,12 +65,7 @@ class TransformerStudentConfig:
 
     @classmethod
     def from_options(cls, options: dict | None) -> "TransformerStudentConfig":
-        options = dict(options or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"unknown transformer student options {unknown}; available: {sorted(known)}")
-        config = cls(**options)
+        config = config_from_options(cls, options, "transformer student")
         if config.config is not None and config.tokenizer is None:
             raise ValueError("a transformer student built from a config needs a 'tokenizer' (name or directory)")
         if config.num_layers < 1:

@@ -15,12 +15,13 @@ oracle selection 0.776, hard labels only 0.769, random selection 0.727, all teac
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from kd_env.data import SPLITS, DistillationData, SplitData
+from kd_env.options import config_from_options
 
 
 @dataclass(frozen=True)
@@ -56,12 +57,7 @@ class SyntheticConfig:
 
     @classmethod
     def from_options(cls, options: dict | None) -> "SyntheticConfig":
-        options = dict(options or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"unknown synthetic task options {unknown}; available: {sorted(known)}")
-        return cls(**options)
+        return config_from_options(cls, options, "synthetic task")
 
 
 def teacher_names(config: SyntheticConfig) -> tuple[str, ...]:
