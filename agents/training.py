@@ -68,18 +68,22 @@ def make_env(config: TrainConfig, run_dir: Path | None = None, start_step: int =
 
 
 def new_run_dir(config: TrainConfig) -> Path:
+    """Create and return a fresh run folder; safe when several processes start runs at once."""
     env_name = config.env_id.split("/")[-1]
     base = Path(config.logdir) / f"{env_name}__{config.agent}__{config.seed}__{int(time.time())}"
+    base.parent.mkdir(parents=True, exist_ok=True)
     run_dir, n = base, 1
-    while run_dir.exists():
-        run_dir, n = Path(f"{base}_{n}"), n + 1
-    return run_dir
+    while True:
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            run_dir, n = Path(f"{base}_{n}"), n + 1
 
 
 def train(config: TrainConfig, callback: agents.base.StepCallback | None = None) -> TrainResult:
     """A fresh run; ``callback(info)`` after every env step (return False to stop early)."""
     run_dir = new_run_dir(config)
-    run_dir.mkdir(parents=True)
     (run_dir / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2))
     env = make_env(config, run_dir)
     agent = agents.make(config.agent, env, **{**config.agent_kwargs, "seed": config.seed})

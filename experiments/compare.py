@@ -8,12 +8,15 @@ done. A run that raises is recorded as failed with its error, and the grid goes 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import gymnasium as gym
 import torch
+from tqdm.auto import tqdm
 
 import agents
 import kd_env  # noqa: F401 - registers the env ids
@@ -73,10 +76,20 @@ def task_facts(preset: Preset, task: str) -> tuple[tuple[str, ...], int, dict[st
     return env.teacher_names, env.episode_steps, accuracy
 
 
-def run_grid(preset: Preset, results_path: str | Path, logdir: str | Path) -> int:
-    """Run every (task, entry, seed) not yet in ``results_path``; returns how many runs it made."""
-    done = completed_keys(results_path)
-    made = 0
+@dataclass(frozen=True)
+class PendingRun:
+    """One (task, entry, seed) of the grid not yet in the results file."""
+
+    entry: GridEntry
+    config: TrainConfig
+    record_config: dict
+    teachers: tuple[str, ...]
+    teacher_accuracy: dict[str, float]
+
+
+def pending_runs(preset: Preset, done: set[str], logdir: str | Path) -> list[PendingRun]:
+    """Every run of the grid whose key is not in ``done``, in grid order (task, entry, seed)."""
+    pending = []
     for task in preset.tasks:
         teachers, episode_steps, teacher_accuracy = task_facts(preset, task)
         for entry in entries_for_task(preset, teachers):
@@ -96,13 +109,45 @@ def run_grid(preset: Preset, results_path: str | Path, logdir: str | Path) -> in
                     progress_bar=False,
                 )
                 record_config = {"preset": preset.name, "train": asdict(config) | {"logdir": None}}
-                if run_key(entry.label, task, seed, record_config) in done:
-                    continue
-                log.info("run %s / %s / seed %d (%d steps)", task, entry.label, seed, config.total_steps)
-                record = run_one(entry, config, record_config, teachers, teacher_accuracy)
-                append_record(results_path, record)
-                made += 1
-    return made
+                if run_key(entry.label, task, seed, record_config) not in done:
+                    pending.append(PendingRun(entry, config, record_config, teachers, teacher_accuracy))
+    return pending
+
+
+def run_grid(preset: Preset, results_path: str | Path, logdir: str | Path, workers: int = 1) -> int:
+    """Run every (task, entry, seed) not yet in ``results_path``; returns how many runs it made.
+
+    With ``workers > 1`` runs go to that many spawned processes, each with an equal share of the CPU
+    threads (for small students several single-threaded runs beat one multi-threaded run). Records are
+    appended by this process as runs finish, in whatever order they finish.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    pending = pending_runs(preset, completed_keys(results_path), logdir)
+    progress = tqdm(total=len(pending), desc=f"{preset.name} runs", unit="run")
+
+    def record(result: RunRecord) -> None:
+        append_record(results_path, result)
+        progress.set_postfix_str(f"last: {result.task} / {result.agent} / seed {result.seed}: {result.status}")
+        progress.update()
+
+    if workers == 1:
+        for run in pending:
+            record(execute(run))
+    else:
+        threads = max(1, torch.get_num_threads() // workers)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
+            for future in as_completed([pool.submit(execute, run) for run in pending]):
+                record(future.result())
+    progress.close()
+    return len(pending)
+
+
+def execute(run: PendingRun) -> RunRecord:
+    config = run.config
+    log.info("run %s / %s / seed %d (%d steps)", config.env_kwargs["task"], run.entry.label, config.seed, config.total_steps)
+    return run_one(run.entry, config, run.record_config, run.teachers, run.teacher_accuracy)
 
 
 def run_one(entry: GridEntry, config: TrainConfig, record_config: dict, teachers, teacher_accuracy) -> RunRecord:

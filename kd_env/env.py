@@ -14,7 +14,15 @@ from kd_env import rewards as reward_fns
 from kd_env.devices import resolve_device
 from kd_env.distill import KDConfig, kd_loss, normalise_weights, weights_from_selection
 from kd_env.episode import EpisodeBatches
-from kd_env.features import FEATURE_GROUPS, FeatureLayout, SemanticProjection, dynamic_features, log_softmax, static_features, validate_groups
+from kd_env.features import (
+    FEATURE_GROUPS,
+    FeatureLayout,
+    SemanticProjection,
+    StaticFeatureChunks,
+    dynamic_features,
+    log_softmax,
+    validate_groups,
+)
 from kd_env.problems import build_distillation_data
 from kd_env.students import build_student, default_learning_rate
 
@@ -179,8 +187,12 @@ class TeacherSelectionEnv(gym.Env):
         self.student: torch.nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self._episode: EpisodeBatches | None = None
+        self._static_features: StaticFeatureChunks | None = None
         self._step = 0
+        # The student's logits on the current batch (with grad: they feed the next update) and, in
+        # numpy, its log-probabilities, which the observation, the loss before the step and info share.
         self._pending_logits: torch.Tensor | None = None
+        self._pending_log_probs: np.ndarray | None = None
         self._probe_ce: float | None = None
 
     # ----------------------------------------------------------------------------------------- API
@@ -209,7 +221,7 @@ class TeacherSelectionEnv(gym.Env):
             self._new_student(int(self.np_random.integers(2**31 - 1)))
         self._new_episode_batches()
         self._step = 0
-        self._pending_logits = self._student_logits(0)
+        self._forward_pending()
         if reward_fns.needs_probe(self.reward_name):
             self._probe_ce = self._probe_loss()
         return self._observation(), self._observation_info()
@@ -223,8 +235,11 @@ class TeacherSelectionEnv(gym.Env):
         step = self._step
         labels = self._episode.labels[step]
         teacher_logits = self._teacher_logits[self._episode.device_indices[step]]
-        logits = self._pending_logits if self._pending_logits is not None else self._student_logits(step)
-        parts = kd_loss(logits, labels, teacher_logits, weights.to(self.device), self.kd_config)
+        if self._pending_logits is None:  # dropped by pickling
+            self._forward_pending()
+        logits, log_probs_before = self._pending_logits, self._pending_log_probs
+        weights_t = torch.from_numpy(weights).to(self.device)
+        parts = kd_loss(logits, labels, teacher_logits, weights_t, self.kd_config)
         loss = parts.total.mean()
         if not math.isfinite(loss.item()):
             raise FloatingPointError(
@@ -237,17 +252,17 @@ class TeacherSelectionEnv(gym.Env):
         self._pending_logits = None
         self._step += 1
 
-        losses, batch_stats = self._losses_around_step(step, labels, teacher_logits, weights, logits, parts)
+        after_logits = self._forwards_after_update(step)
+        losses, batch_means = self._losses_around_step(step, labels, teacher_logits, weights_t, parts, after_logits)
         instance_rewards = reward_fns.instance_rewards(self.reward_name, losses, self.num_classes)
         terminated = self._step >= self.episode_steps
-        info = self._step_info(step, batch_stats, weights.numpy())
+        info = self._step_info(step, batch_means, log_probs_before, weights)
         if terminated:
             dev = self.evaluate("dev")
             info.update({f"dev_{name}": value for name, value in dev.items()})
             instance_rewards = instance_rewards + self.terminal_bonus * dev["accuracy"]
         info["instance_rewards"] = instance_rewards.astype(np.float32)
-        reward = float(instance_rewards.mean())
-        self._pending_logits = self._student_logits(self._step)
+        reward = float(instance_rewards.sum()) / self.batch_size
         info.update(self._observation_info())
         return self._observation(), reward, terminated, False, info
 
@@ -271,7 +286,7 @@ class TeacherSelectionEnv(gym.Env):
     def __getstate__(self):
         # The pending logits hold an autograd graph, which cannot be pickled; they are recomputed.
         state = self.__dict__.copy()
-        state["_pending_logits"] = None
+        state["_pending_logits"] = state["_pending_log_probs"] = None
         return state
 
     # ------------------------------------------------------------------------------------ internals
@@ -291,13 +306,45 @@ class TeacherSelectionEnv(gym.Env):
         passes = [self.np_random.permutation(n)[:usable] for _ in range(math.ceil(needed / usable))]
         order = np.concatenate(passes)[:needed].reshape(self.episode_steps + 1, self.batch_size)
         self._episode = EpisodeBatches.gather(order, self._labels, self._inputs, self._oracle)
+        self._static_features = StaticFeatureChunks(
+            self.layout, self._teacher_logits_np, self._semantic, self._episode.indices, self._episode.labels_np
+        )
 
     def _student_logits(self, step: int) -> torch.Tensor:
-        """The student's logits, with grad, on the batch of ``step``: they feed its next update."""
+        """The student's logits, with grad, on the batch of ``step``."""
         return self.student(self._episode.inputs(step)).float()
 
-    def _weights_from_action(self, action) -> torch.Tensor:
-        """Validate an action (raising without touching any state) and turn it into (B, K) CPU weights."""
+    def _forward_pending(self) -> None:
+        """The student's forward on the current batch: kept for its next update and its observation."""
+        self._set_pending(self._student_logits(self._step))
+
+    def _set_pending(self, logits: torch.Tensor) -> None:
+        self._pending_logits = logits
+        self._pending_log_probs = log_softmax(logits.detach().cpu().numpy().astype(np.float64))
+
+    def _forwards_after_update(self, step: int) -> torch.Tensor | None:
+        """The student's forwards after updating on batch ``step``; returns its logits there (no grad).
+
+        The logits on batch ``step`` are the reward's (None when it reads the probe set instead);
+        those on batch ``step + 1`` become the pending ones. A student that declares
+        ``cheap_forward`` (its forward costs about the same for 2B rows as for B, e.g. a small MLP)
+        gets both in one call on the two batches' rows, adjacent in the episode's arrays; for others
+        (transformers) that would double the next backward's work, so they get two calls.
+        """
+        if reward_fns.needs_probe(self.reward_name):
+            self._forward_pending()
+            return None
+        if getattr(self.student, "cheap_forward", False):
+            both = self.student(self._episode.pair_inputs(step)).float()
+            self._set_pending(both[self.batch_size :])
+            return both[: self.batch_size].detach()
+        with torch.no_grad():
+            after = self._student_logits(step)
+        self._forward_pending()
+        return after
+
+    def _weights_from_action(self, action) -> np.ndarray:
+        """Validate an action (raising without touching any state) and turn it into (B, K) weights."""
         expected = (self.batch_size * self.num_teachers,)
         try:
             array = np.asarray(action)
@@ -313,35 +360,34 @@ class TeacherSelectionEnv(gym.Env):
             if not (values * (1.0 - values) == 0.0).all():
                 bad = array[(array != 0) & (array != 1)][:5]
                 raise ValueError(f"a MultiBinary action holds only 0 and 1; got values {bad.tolist()} (NaN or inf included)")
-            return weights_from_selection(torch.from_numpy(values).view(self.batch_size, self.num_teachers), self.empty_selection)
+            return weights_from_selection(values.reshape(self.batch_size, self.num_teachers), self.empty_selection)
         if not np.isfinite(values).all():
             raise ValueError("weights contain NaN or inf")
         if values.min() < 0 or values.max() > 1:
             raise ValueError(f"weights must lie in [0, 1]; got min {values.min()}, max {values.max()}")
-        scores = torch.from_numpy(values).view(self.batch_size, self.num_teachers)
-        return normalise_weights(scores, self.empty_selection)
+        return normalise_weights(values.reshape(self.batch_size, self.num_teachers), self.empty_selection)
 
     @torch.no_grad()
-    def _losses_around_step(self, step, labels, teacher_logits, weights, logits, parts):
+    def _losses_around_step(self, step, labels, teacher_logits, weights, parts, after_logits):
         """Per-instance losses before the step and, as the reward needs, after it; one device transfer.
 
-        Returns the ``StepLosses`` for the reward and the (4, B) rows ce, kd, loss, correct for ``info``.
+        Returns the ``StepLosses`` for the reward and the batch means of ce, kd and loss for ``info``.
         """
-        rows = [parts.ce, parts.kd, parts.total, (logits.argmax(dim=1) == labels).float()]
+        rows = [parts.ce, parts.kd, parts.total]
         probe = {}
         if reward_fns.needs_probe(self.reward_name):
             probe_ce_before, self._probe_ce = self._probe_ce, self._probe_loss()
             probe = {"probe_ce_before": probe_ce_before, "probe_ce_after": self._probe_ce}
         else:
-            after_logits = self._student_logits(step)
             if self.reward_name == "student_loss":
-                after = kd_loss(after_logits, labels, teacher_logits, weights.to(self.device), self.kd_config)
+                after = kd_loss(after_logits, labels, teacher_logits, weights, self.kd_config)
                 rows += [after.ce, after.total]
             else:
                 rows.append(torch.nn.functional.cross_entropy(after_logits, labels, reduction="none"))
-        values = torch.stack(rows).detach().cpu().numpy()
-        after_rows = {name: values[4 + i] for i, name in enumerate(("ce_after", "loss_after")) if 4 + i < len(values)}
-        return reward_fns.StepLosses(ce_before=values[0], **after_rows, **probe), values[:4]
+        values = torch.stack(rows).cpu().numpy()
+        after_rows = dict(zip(("ce_after", "loss_after"), values[3:]))
+        losses = reward_fns.StepLosses(ce_before=values[0], **after_rows, **probe)
+        return losses, values[:3].sum(axis=1) / self.batch_size
 
     @torch.no_grad()
     def _probe_loss(self) -> float:
@@ -349,14 +395,12 @@ class TeacherSelectionEnv(gym.Env):
         return torch.nn.functional.cross_entropy(logits, self._probe_labels).item()
 
     def _observation(self) -> np.ndarray:
-        step, episode = self._step, self._episode
-        batch, labels = episode.indices[step], episode.labels_np[step]
-        teacher_log_probs = log_softmax(self._teacher_logits_np[batch].astype(np.float64))
-        static = static_features(self.layout, teacher_log_probs, labels, self._semantic[batch])
+        step = self._step
+        static, teacher_log_probs = self._static_features(step)
         if not self.layout.dynamic_groups:
             return static.reshape(-1)
         dynamic = dynamic_features(
-            self.layout, teacher_log_probs, self._pending_logits.detach().cpu().numpy(), labels, step / self.episode_steps
+            self.layout, teacher_log_probs, self._pending_log_probs, self._episode.labels_np[step], step / self.episode_steps
         )
         return np.concatenate([static, dynamic], axis=-1).reshape(-1)
 
@@ -365,19 +409,21 @@ class TeacherSelectionEnv(gym.Env):
             return {}
         return {"oracle": self._episode.oracle[self._step].reshape(-1).astype(np.int8)}
 
-    def _step_info(self, step: int, batch_stats: np.ndarray, weights: np.ndarray) -> dict[str, Any]:
-        ce, kd, loss, accuracy = batch_stats.mean(axis=1).tolist()
+    def _step_info(self, step, batch_means, log_probs_before, weights: np.ndarray) -> dict[str, Any]:
+        b = self.batch_size
+        ce, kd, loss = batch_means.tolist()
+        correct = np.count_nonzero(log_probs_before.argmax(axis=1) == self._episode.labels_np[step])
         selected = weights > 0
         info: dict[str, Any] = {
             "ce": ce,
             "kd": kd,
             "loss": loss,
-            "batch_accuracy": accuracy,
-            "selection_rate": selected.mean(axis=0, dtype=np.float32),
+            "batch_accuracy": correct / b,
+            "selection_rate": selected.sum(axis=0, dtype=np.float32) / np.float32(b),
             "episode_step": self._step,
         }
         if self._episode.oracle is not None:
             experts = self._episode.oracle[step]
-            info["selection_agreement"] = float(np.mean(selected == experts))
+            info["selection_agreement"] = np.count_nonzero(selected == experts) / selected.size
             info["expert_weight"] = float(weights[experts].sum() / max(float(weights.sum()), 1e-12))
         return info

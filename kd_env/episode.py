@@ -47,3 +47,7 @@ class EpisodeBatches:
 
     def inputs(self, step: int) -> dict[str, torch.Tensor]:
         return {name: t[step] for name, t in self.student_inputs.items()}
+
+    def pair_inputs(self, step: int) -> dict[str, torch.Tensor]:
+        """The inputs of batches ``step`` and ``step + 1`` as one batch of 2B rows (a view, no copy)."""
+        return {name: t[step : step + 2].flatten(0, 1) for name, t in self.student_inputs.items()}

@@ -26,6 +26,7 @@ per-call overhead of numpy is a fraction of torch's, and this runs every step.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -84,6 +85,10 @@ class FeatureLayout:
     @property
     def dynamic_groups(self) -> tuple[str, ...]:
         return tuple(g for g in self.groups if g in DYNAMIC_GROUPS)
+
+    @cached_property
+    def dynamic_widths(self) -> tuple[int, ...]:
+        return tuple(len(self.group_names(g)) for g in self.dynamic_groups)
 
     @property
     def size(self) -> int:
@@ -155,25 +160,70 @@ def static_features(
 def dynamic_features(
     layout: FeatureLayout,
     teacher_log_probs: np.ndarray,
-    student_logits: np.ndarray,
+    student_log_probs: np.ndarray,
     labels: np.ndarray,
     progress: float,
 ) -> np.ndarray:
-    """(B, K, F_dynamic) features that depend on the current student."""
+    """(B, K, F_dynamic) features that depend on the current student (its (B, C) log-probabilities)."""
     b, k, _ = teacher_log_probs.shape
-    student_log_probs = log_softmax(student_logits.astype(np.float64))
-    parts = []
-    for group in layout.dynamic_groups:
+    out = np.empty((b, k, sum(layout.dynamic_widths)), dtype=np.float32)
+    start = 0
+    for group, width in zip(layout.dynamic_groups, layout.dynamic_widths):
+        target = out[:, :, start : start + width]
         if group == "student_probs":
-            parts.append(np.broadcast_to(np.exp(student_log_probs)[:, None, :], (b, k, student_log_probs.shape[1])))
+            target[...] = np.exp(student_log_probs)[:, None, :]
         elif group == "student_ce":
-            ce = -student_log_probs[np.arange(b), labels]
-            parts.append(np.broadcast_to(squash(ce)[:, None, None], (b, k, 1)))
+            target[...] = squash(-student_log_probs[np.arange(b), labels])[:, None, None]
         elif group == "kl_teacher_student":
             kl = (np.exp(teacher_log_probs) * (teacher_log_probs - student_log_probs[:, None, :])).sum(axis=-1)
-            parts.append(squash(kl)[..., None])
+            target[...] = squash(kl)[..., None]
         elif group == "progress":
-            parts.append(np.full((b, k, 1), min(max(progress, 0.0), 1.0)))
-    if not parts:
-        return np.zeros((b, k, 0), dtype=np.float32)
-    return np.concatenate(parts, axis=-1, dtype=np.float32)
+            target[...] = min(max(progress, 0.0), 1.0)
+        start += width
+    return out
+
+
+class StaticFeatureChunks:
+    """The static features (and teacher log-probabilities) of an episode's batches, made in chunks.
+
+    Per batch, the static features are some thirty numpy calls on arrays of a few hundred numbers:
+    ~100 us of call overhead per env step. Made for ``chunk_steps`` batches at once the same calls
+    cost a few microseconds per batch, while memory stays bounded by the chunk (not the split), so
+    env processes still share the teacher outputs rather than each holding features of all of them.
+    """
+
+    def __init__(
+        self,
+        layout: FeatureLayout,
+        teacher_logits: np.ndarray,
+        semantic: np.ndarray,
+        batch_indices: np.ndarray,
+        batch_labels: np.ndarray,
+        chunk_steps: int = 64,
+    ) -> None:
+        self.layout = layout
+        self.teacher_logits = teacher_logits
+        self.semantic = semantic
+        self.batch_indices = batch_indices
+        self.batch_labels = batch_labels
+        self.chunk_steps = chunk_steps
+        self._start = 0
+        self._static = self._log_probs = None
+
+    def __call__(self, step: int) -> tuple[np.ndarray, np.ndarray]:
+        """(B, K, F_static) float32 features and (B, K, C) float64 teacher log-probs of batch ``step``."""
+        if self._static is None or not self._start <= step < self._start + len(self._static):
+            self._make_chunk(step)
+        row = step - self._start
+        return self._static[row], self._log_probs[row]
+
+    def _make_chunk(self, step: int) -> None:
+        rows = self.batch_indices[step : step + self.chunk_steps]
+        steps, b = rows.shape
+        flat = rows.reshape(-1)
+        log_probs = log_softmax(self.teacher_logits[flat].astype(np.float64))
+        labels = self.batch_labels[step : step + steps].reshape(-1)
+        static = static_features(self.layout, log_probs, labels, self.semantic[flat])
+        self._start = step
+        self._static = static.reshape(steps, b, *static.shape[1:])
+        self._log_probs = log_probs.reshape(steps, b, *log_probs.shape[1:])

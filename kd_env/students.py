@@ -24,6 +24,9 @@ class HeadStudent(nn.Module):
     carries them.
     """
 
+    cheap_forward = True
+    """Its forward is per-call overhead, not arithmetic: the env may run it on two batches at once."""
+
     def __init__(self, train_features: torch.Tensor, num_classes: int, hidden: int = 64) -> None:
         super().__init__()
         self.register_buffer("mean", train_features.mean(dim=0))

@@ -44,7 +44,7 @@ def time_bare_steps(env, actions: list[np.ndarray], steps: int) -> float:
     """
     student, optimizer, episode = env.student, env.optimizer, env._episode
     b, k = env.batch_size, env.num_teachers
-    weights = [weights_from_selection(torch.as_tensor(a, dtype=torch.float32).view(b, k)) for a in actions]
+    weights = [torch.from_numpy(weights_from_selection(a.reshape(b, k))) for a in actions]
     start = time.perf_counter()
     for i in range(steps):
         row = i % env.episode_steps

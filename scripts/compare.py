@@ -1,7 +1,7 @@
 """Run a comparison grid (agents x tasks x seeds) and write its tables and plots.
 
     python scripts/compare.py --preset quick          # the README's main job
-    python scripts/compare.py --preset full
+    python scripts/compare.py --preset full --workers 2
     python scripts/compare.py --preset quick --report-only
 
 Results are appended to <out>/results.jsonl as runs finish; re-running skips finished runs.
@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="quick")
     parser.add_argument("--out", type=Path, help="output folder (default results/<preset>)")
     parser.add_argument("--logdir", type=Path, default=Path("runs"), help="TensorBoard runs")
+    parser.add_argument("--workers", type=int, default=1, help="runs in parallel processes (CPU threads are shared out)")
     parser.add_argument("--report-only", action="store_true", help="only rebuild tables and plots")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -49,7 +50,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if not args.report_only:
-        made = run_grid(PRESETS[args.preset], out / "results.jsonl", args.logdir)
+        made = run_grid(PRESETS[args.preset], out / "results.jsonl", args.logdir, args.workers)
         print(f"{made} new runs in {time.perf_counter() - start:.0f} s")
     print(write_report(out / "results.jsonl", out))
     print(f"tables and plots in {out}/")

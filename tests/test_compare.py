@@ -41,3 +41,16 @@ def test_grid_records_every_run_resumes_and_keeps_failures(tmp_path):
     assert run_grid(tiny_preset(entries), results, tmp_path / "runs") == 2
     rows = {row.agent: row for row in summarise(read_records(results))}
     assert rows["avg_kd"].test_accuracy.n == 2 and rows["broken"].failed_runs == 4
+
+
+def test_parallel_workers_record_the_same_runs_as_one_process(tmp_path):
+    entries = [GridEntry(label="avg_kd", agent="avg_kd"), GridEntry(label="random", agent="random")]
+    serial, parallel = tmp_path / "serial.jsonl", tmp_path / "parallel.jsonl"
+    assert run_grid(tiny_preset(entries), serial, tmp_path / "runs") == 4
+    assert run_grid(tiny_preset(entries), parallel, tmp_path / "runs", workers=2) == 4
+
+    def outcomes(path):
+        return sorted((r.agent, r.seed, r.status, r.test_accuracy) for r in read_records(path))
+
+    assert outcomes(parallel) == outcomes(serial)
+    assert run_grid(tiny_preset(entries), parallel, tmp_path / "runs", workers=2) == 0

@@ -1,7 +1,16 @@
 import numpy as np
 import pytest
 
-from kd_env.features import FEATURE_GROUPS, FeatureLayout, SemanticProjection, dynamic_features, static_features, validate_groups
+from kd_env.features import (
+    FEATURE_GROUPS,
+    FeatureLayout,
+    SemanticProjection,
+    StaticFeatureChunks,
+    dynamic_features,
+    log_softmax,
+    static_features,
+    validate_groups,
+)
 from kd_env.rewards import GAIN_SCALE, StepLosses, instance_rewards, validate_reward
 
 
@@ -18,7 +27,7 @@ def test_feature_names_match_widths_and_bounds():
     labels = rng.integers(0, c, n)
     semantic = rng.uniform(-1, 1, size=(n, 2)).astype(np.float32)
     static = static_features(layout, log_probs, labels, semantic)
-    dynamic = dynamic_features(layout, log_probs, rng.normal(size=(n, c)), labels, 0.5)
+    dynamic = dynamic_features(layout, log_probs, log_softmax(rng.normal(size=(n, c))), labels, 0.5)
     features = np.concatenate([static, dynamic], axis=-1)
     assert features.shape == (n, k, layout.size) == (n, k, len(layout.names))
     assert features.dtype == np.float32
@@ -29,6 +38,23 @@ def test_feature_names_match_widths_and_bounds():
     assert np.array_equal(correct, (logits.argmax(-1) == labels[:, None]).astype(np.float32))
     assert np.array_equal(features[:, 1, names.index("teacher_id[t1]")], np.ones(n, dtype=np.float32))
     assert np.all(features[..., names.index("progress")] == 0.5)
+
+
+def test_static_feature_chunks_equal_per_batch_features():
+    rng = np.random.default_rng(2)
+    layout = make_layout()
+    n, k, c, b, steps = 40, 2, 3, 4, 9
+    teacher_logits = rng.normal(size=(n, k, c)).astype(np.float32)
+    semantic = rng.uniform(-1, 1, size=(n, 2)).astype(np.float32)
+    labels = rng.integers(0, c, n)
+    batches = rng.integers(0, n, size=(steps, b))
+    chunks = StaticFeatureChunks(layout, teacher_logits, semantic, batches, labels[batches], chunk_steps=4)
+    for step in [0, 3, 4, 8, 2]:  # inside a chunk, across chunk borders, back to an earlier one
+        static, log_probs = chunks(step)
+        batch = batches[step]
+        expected_log_probs = log_softmax(teacher_logits[batch].astype(np.float64))
+        np.testing.assert_allclose(log_probs, expected_log_probs)
+        np.testing.assert_array_equal(static, static_features(layout, expected_log_probs, labels[batch], semantic[batch]))
 
 
 def test_unknown_feature_group_lists_available():
