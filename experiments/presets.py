@@ -10,7 +10,9 @@ temperature 1. ``no_kd`` alone keeps the hard-label fallback: selecting nothing 
 from __future__ import annotations
 
 from experiments.compare import WEIGHT_ENV, GridEntry, Preset
+from kd_env.features import STATIC_GROUPS
 
+TEACHER_GROUPS = tuple(g for g in STATIC_GROUPS if g.startswith("teacher_"))
 LEARNING_ENV = {"reward": "ce_gain", "empty_selection": "all_teachers", "temperature": 1.0}
 
 REINFORCE = GridEntry(
@@ -70,8 +72,9 @@ def _reinforce(label: str, env_kwargs: dict | None = None, stages: int = 1, **ag
 
 
 # The levers issue 5 asks about, one at a time against the quick setting's REINFORCE: the reward, the
-# advantage (paper: episode return), policy size, learning rate, the stage lengths; and continuous
-# weights (MTKD-RL style) against selection. ``dev_gain`` gives every instance the same reward, so it
+# advantage (paper: episode return), policy size, learning rate, the stage lengths, the feature set
+# (teacher features only; the paper's semantic vector, teacher probabilities and teacher CE; no
+# student-dependent features); and continuous weights (MTKD-RL style) against selection. ``dev_gain`` gives every instance the same reward, so it
 # goes with batch-level advantages (``step``, ``episode``).
 LEVER_ENTRIES = (
     NO_KD, AVG_KD, CA_MKD, REINFORCE, PPO,
@@ -87,6 +90,10 @@ LEVER_ENTRIES = (
     _reinforce("reinforce:no_stages", stages=0),
     _reinforce("reinforce:stages3", stages=3),
     _reinforce("reinforce:hard_label_fallback", env_kwargs={"empty_selection": "hard_label"}),
+    # The observation: what the policy sees of each (instance, teacher) pair.
+    _reinforce("reinforce:features=teacher", env_kwargs={"features": list(TEACHER_GROUPS)}),
+    _reinforce("reinforce:features=paper", env_kwargs={"features": ["semantic", "teacher_probs", "teacher_ce"]}),
+    _reinforce("reinforce:features=static", env_kwargs={"features": list(STATIC_GROUPS)}),
 )
 PRESETS["levers"] = Preset(
     name="levers", tasks=("twitter-sentiment",), seeds=(0, 1, 2, 3, 4), epochs=10,
