@@ -54,3 +54,18 @@ def test_parallel_workers_record_the_same_runs_as_one_process(tmp_path):
 
     assert outcomes(parallel) == outcomes(serial)
     assert run_grid(tiny_preset(entries), parallel, tmp_path / "runs", workers=2) == 0
+
+
+def test_every_preset_names_known_agents_features_and_unique_labels():
+    import agents
+    from experiments.presets import PRESETS
+    from kd_env.features import validate_groups
+
+    for preset in PRESETS.values():
+        labels = [entry.label for entry in preset.entries]
+        assert len(labels) == len(set(labels)), preset.name
+        for entry in preset.entries:
+            assert entry.agent in agents.agent_names(), (preset.name, entry.label)
+            env_kwargs = {**preset.common_env_kwargs, **entry.env_kwargs}
+            if "features" in env_kwargs:
+                validate_groups(env_kwargs["features"])  # raises on an unknown group
