@@ -88,11 +88,15 @@ class PendingRun:
 
 
 def pending_runs(preset: Preset, done: set[str], logdir: str | Path) -> list[PendingRun]:
-    """Every run of the grid whose key is not in ``done``, in grid order (task, entry, seed)."""
+    """Every run of the grid whose key is not in ``done``, ordered entry by entry (then task, seed).
+
+    Entry-major order means a grid stopped part-way has whole rows (an agent on every task and seed)
+    rather than whole tasks with agents missing.
+    """
     pending = []
-    for task in preset.tasks:
+    for task_position, task in enumerate(preset.tasks):
         teachers, episode_steps, teacher_accuracy = task_facts(preset, task)
-        for entry in entries_for_task(preset, teachers):
+        for entry_position, entry in enumerate(entries_for_task(preset, teachers)):
             stage_kwargs = {k: v * episode_steps for k, v in entry.epoch_kwargs.items()}
             for seed in preset.seeds:
                 config = TrainConfig(
@@ -110,8 +114,9 @@ def pending_runs(preset: Preset, done: set[str], logdir: str | Path) -> list[Pen
                 )
                 record_config = {"preset": preset.name, "train": asdict(config) | {"logdir": None}}
                 if run_key(entry.label, task, seed, record_config) not in done:
-                    pending.append(PendingRun(entry, config, record_config, teachers, teacher_accuracy))
-    return pending
+                    order = (entry_position, task_position, seed)
+                    pending.append((order, PendingRun(entry, config, record_config, teachers, teacher_accuracy)))
+    return [run for _, run in sorted(pending, key=lambda item: item[0])]
 
 
 def run_grid(preset: Preset, results_path: str | Path, logdir: str | Path, workers: int = 1) -> int:
