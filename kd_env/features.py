@@ -186,10 +186,10 @@ def dynamic_features(
 class StaticFeatureChunks:
     """The static features (and teacher log-probabilities) of an episode's batches, made in chunks.
 
-    Per batch, the static features are some thirty numpy calls on arrays of a few hundred numbers:
-    ~100 us of call overhead per env step. Made for ``chunk_steps`` batches at once the same calls
-    cost a few microseconds per batch, while memory stays bounded by the chunk (not the split), so
-    env processes still share the teacher outputs rather than each holding features of all of them.
+    Per batch, the static features are some thirty numpy calls on arrays of a few hundred numbers,
+    mostly call overhead. Made for ``chunk_steps`` batches at once, that overhead is paid once per
+    chunk, while memory stays bounded by the chunk (not the split), so env processes still share the
+    teacher outputs rather than each holding features of all of them.
     """
 
     def __init__(
