@@ -88,7 +88,12 @@ def make(name: str, env: gym.Env, **config: Any) -> Agent:
 
 
 def load(path: str | Path, env: gym.Env) -> Agent:
-    """Rebuild a saved agent on ``env`` from its directory."""
+    """Rebuild a saved agent on ``env`` from its directory.
+
+    Our agents' state files load with ``torch.load(weights_only=True)``: a tampered file is refused
+    instead of running code. SB3 agents load through SB3's own cloudpickle format, which can run code
+    by design: load those only from folders you trust.
+    """
     path = Path(path)
     saved = json.loads((path / AGENT_FILE).read_text())
     return make(saved["name"], env, **saved["config"]).load(path)

@@ -92,7 +92,7 @@ class RuleAgent(Agent):
         torch.save(self._state(), path / "state.pt")
 
     def _load_state(self, path: Path) -> None:
-        self._set_state(torch.load(path / "state.pt", weights_only=False))
+        self._set_state(torch.load(path / "state.pt", weights_only=True))
 
     def _state(self) -> dict:
         return {}

@@ -261,7 +261,7 @@ class ReinforceAgent(Agent):
         )
 
     def _load_state(self, path: Path) -> None:
-        state = torch.load(path / "state.pt", weights_only=False)
+        state = torch.load(path / "state.pt", weights_only=True)
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])

@@ -100,9 +100,7 @@ def resume(run_dir: str | Path, total_steps: int | None = None, callback=None) -
     progress = json.loads((run_dir / PROGRESS_FILE).read_text())
     env = make_env(config, run_dir, start_step=progress["env_steps"])
     env.reset(seed=config.seed)
-    student = torch.load(run_dir / STUDENT_FILE, weights_only=False)
-    env.unwrapped.student.load_state_dict(student["student"])
-    env.unwrapped.optimizer.load_state_dict(student["optimizer"])
+    load_student(run_dir, env)
     agent = agents.load(run_dir / AGENT_DIR, env)
     log.info("resuming %s at env step %d", run_dir, progress["env_steps"])
     return _run(config, run_dir, env, agent, progress["env_steps"], progress["wall_time_s"], callback)
@@ -137,6 +135,16 @@ def _run(config, run_dir: Path, env: RunLogger, agent, done_steps: int, wall_tim
     (run_dir / SUMMARY_FILE).write_text(json.dumps(asdict(result), indent=2))
     env.close()
     return result
+
+
+def load_student(run_dir: Path, env: gym.Env) -> None:
+    """Put the checkpointed student and its optimizer into ``env``.
+
+    ``weights_only=True``: a checkpoint is data, so a tampered file cannot run code when it is loaded.
+    """
+    student = torch.load(Path(run_dir) / STUDENT_FILE, weights_only=True)
+    env.unwrapped.student.load_state_dict(student["student"])
+    env.unwrapped.optimizer.load_state_dict(student["optimizer"])
 
 
 def save_checkpoint(run_dir: Path, agent, env: RunLogger, wall_time_s: float) -> None:

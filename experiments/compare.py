@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 import agents
 import kd_env  # noqa: F401 - registers the env ids
-from agents.training import AGENT_DIR, STUDENT_FILE, TrainConfig, make_env, train
+from agents.training import AGENT_DIR, TrainConfig, load_student, make_env, train
 from experiments.results import EpisodeCurves, RunRecord, append_record, completed_keys, run_key
 from experiments.selection import selection_profile
 
@@ -182,6 +182,5 @@ def profile(config: TrainConfig, run_dir: Path) -> dict:
     """Selection profile of the run's saved agent, acting with its saved student (on a copy)."""
     env = make_env(config)
     env.reset(seed=config.seed)
-    student = torch.load(run_dir / STUDENT_FILE, weights_only=False)
-    env.unwrapped.student.load_state_dict(student["student"])
+    load_student(run_dir, env)
     return selection_profile(agents.load(run_dir / AGENT_DIR, env), env)
