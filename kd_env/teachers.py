@@ -22,6 +22,7 @@ import torch
 
 from kd_env.assets import cache_root
 from kd_env.cache import ArrayStore, CacheEntry
+from kd_env.checkpoint_teachers import CheckpointTeacher, check_labels, checkpoint_teacher, looks_like_checkpoint, prepare_checkpoint_teacher
 from kd_env.data import SPLITS
 from kd_env.devices import resolve_device
 from kd_env.tasks import TextTask
@@ -101,9 +102,13 @@ def resolve_teacher_specs(teachers: list | None) -> list[TeacherSpec]:
     specs = []
     known = {f.name for f in fields(TeacherSpec)}
     for teacher in teachers:
-        if isinstance(teacher, str):
+        if (isinstance(teacher, str) and teacher not in DEFAULT_TEACHERS and looks_like_checkpoint(teacher)) or (
+            isinstance(teacher, dict) and "checkpoint" in teacher
+        ):
+            specs.append(checkpoint_teacher(teacher))
+        elif isinstance(teacher, str):
             if teacher not in DEFAULT_TEACHERS:
-                raise ValueError(f"unknown teacher {teacher!r}; named teachers: {sorted(DEFAULT_TEACHERS)}, or a dict of {sorted(known)}")
+                raise ValueError(f"unknown teacher {teacher!r}; named teachers: {sorted(DEFAULT_TEACHERS)}, a checkpoint folder, or a dict of {sorted(known)}")
             specs.append(DEFAULT_TEACHERS[teacher])
         elif isinstance(teacher, dict):
             unknown = sorted(set(teacher) - known)
@@ -185,8 +190,14 @@ def teacher_description(task: TextTask, spec: TeacherSpec) -> dict:
 def prepare_teachers(task: TextTask, specs: list[TeacherSpec], config: PreparationConfig) -> DiskTeacherCache:
     """Fine-tune and run every teacher not yet in the cache; load the others."""
     store = ArrayStore(cache_root(config.cache_dir))
+    checkpoints = [spec for spec in specs if isinstance(spec, CheckpointTeacher)]
+    for spec in checkpoints:  # a checkpoint whose labels do not fit stops everything before any teacher runs
+        check_labels(spec, task.class_names)
     entries = {}
     for spec in specs:
+        if isinstance(spec, CheckpointTeacher):
+            entries[spec.name] = prepare_checkpoint_teacher(task, spec, store, config)
+            continue
         entries[spec.name] = store.get_or_build(
             "teachers", teacher_description(task, spec), lambda folder, spec=spec: _build_teacher(task, spec, config, folder)
         )
