@@ -5,6 +5,9 @@ pairs, and values the state by averaging the pairs' hidden features: its paramet
 depend on the batch size B, so a 32-instance batch is not a 32x larger learning problem. ``MlpPolicy``
 (SB3's own, sized by B) is offered for comparison. Both classes live in importable modules, so
 ``PPO.load`` works on saved models.
+
+The ``*_instance`` agents train on ``InstanceVecEnv`` (``agents.instance_vec``): every instance of a
+batch is one sub-env with its own reward, the per-instance credit the batch-mean reward lacks.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 from torch import nn
 
 from agents.base import Agent, StepCallback, register
+from agents.instance_vec import InstanceVecEnv
 from agents.networks import PairScorer, shared_mlp
 from agents.observation import ObservationView
 from agents.tensorboard import find_logger
@@ -126,12 +131,15 @@ class SB3Config:
 class _ForwardSteps(BaseCallback):
     """Hands the env's info to the agent-level callback after every env step."""
 
-    def __init__(self, callback: StepCallback | None) -> None:
+    def __init__(self, callback: StepCallback | None, env_infos) -> None:
         super().__init__()
         self.step_callback = callback
+        self.env_infos = env_infos
 
     def _on_step(self) -> bool:
-        return self.step_callback is None or self.step_callback(self.locals["infos"][0]) is not False
+        if self.step_callback is None:
+            return True
+        return all(self.step_callback(info) is not False for info in self.env_infos(self.locals["infos"]))
 
 
 @register("ppo", algo="ppo")
@@ -141,17 +149,34 @@ class _ForwardSteps(BaseCallback):
 @register("a2c_mlp", algo="a2c", policy="mlp")
 class SB3Agent(Agent):
     config_class = SB3Config
+    default_algo_kwargs: dict[str, dict] = {}
+    """Per algorithm, constructor defaults under the config's ``algo_kwargs``; SB3's own when empty."""
 
     def __init__(self, env, config: SB3Config) -> None:
         super().__init__(env, config)
+        self.sb3_env = self._sb3_env(env)
         if config.policy == "shared":
             policy: Any = SharedPairPolicy
-            policy_kwargs = {"obs_shape": ObservationView(env).shape, "pair_hidden_sizes": config.hidden_sizes}
+            policy_kwargs = {"obs_shape": self._policy_obs_shape(), "pair_hidden_sizes": config.hidden_sizes}
         else:
             policy, policy_kwargs = "MlpPolicy", {}
-        kwargs = {"device": "cpu", **config.algo_kwargs}
-        self.model = algorithm_class(config.algo)(policy, env, seed=config.seed, policy_kwargs=policy_kwargs, **kwargs)
+        kwargs = {"device": "cpu", **self.default_algo_kwargs.get(config.algo, {}), **config.algo_kwargs}
+        self.model = algorithm_class(config.algo)(
+            policy, self.sb3_env, seed=config.seed, policy_kwargs=policy_kwargs, **kwargs
+        )
         self._attach_logger()
+
+    def _sb3_env(self, env):
+        """What SB3 trains on: the env itself (SB3 wraps it in a one-env DummyVecEnv)."""
+        return env
+
+    def _policy_obs_shape(self) -> tuple[int, int, int]:
+        """(B, K, F) of one policy input."""
+        return ObservationView(self.env).shape
+
+    def _env_infos(self, sb3_infos: list[dict]) -> list[dict]:
+        """The env infos of the last SB3 step: one per env step taken."""
+        return sb3_infos[:1]
 
     def _attach_logger(self) -> None:
         run_logger = find_logger(self.env)
@@ -159,7 +184,12 @@ class SB3Agent(Agent):
             self.model.set_logger(configure(str(run_logger.log_dir), ["tensorboard"]))
 
     def learn(self, total_steps: int, callback: StepCallback | None = None) -> "SB3Agent":
-        self.model.learn(total_timesteps=total_steps, callback=_ForwardSteps(callback), reset_num_timesteps=False)
+        # SB3 counts a step of its n_envs sub-envs as n_envs timesteps; one agent drives one env.
+        self.model.learn(
+            total_timesteps=total_steps * self.model.n_envs,
+            callback=_ForwardSteps(callback, self._env_infos),
+            reset_num_timesteps=False,
+        )
         return self
 
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
@@ -170,5 +200,33 @@ class SB3Agent(Agent):
         self.model.save(path / MODEL_FILE)
 
     def _load_state(self, path: Path) -> None:
-        self.model = algorithm_class(self.config.algo).load(path / MODEL_FILE, env=self.env, device=self.model.device)
+        self.model = algorithm_class(self.config.algo).load(path / MODEL_FILE, env=self.sb3_env, device=self.model.device)
         self._attach_logger()
+
+
+@register("ppo_instance", algo="ppo")
+@register("a2c_instance", algo="a2c")
+class InstanceSB3Agent(SB3Agent):
+    """SB3 on ``InstanceVecEnv``: the policy acts per instance, rewarded with its instance's reward.
+
+    ``n_steps`` is the rollout length in env steps, each giving B samples: PPO's default of 2,048 would
+    be 2,048 env steps per update, hence a shorter default. ``predict`` still maps the env's flat
+    (B*K*F,) observation to its flat (B*K,) action.
+    """
+
+    default_algo_kwargs = {"ppo": {"n_steps": 32, "batch_size": 256}}
+
+    def _sb3_env(self, env):
+        self.instance_env = InstanceVecEnv(DummyVecEnv([lambda: env]), ObservationView(env).shape)
+        return VecMonitor(self.instance_env)
+
+    def _policy_obs_shape(self) -> tuple[int, int, int]:
+        return (1, *ObservationView(self.env).shape[1:])
+
+    def _env_infos(self, sb3_infos: list[dict]) -> list[dict]:
+        return self.instance_env.env_infos
+
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        rows = np.asarray(obs).reshape(self.instance_env.batch_size, -1)
+        action, _ = self.model.predict(rows, deterministic=deterministic)
+        return action.reshape(-1)
