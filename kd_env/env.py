@@ -11,6 +11,7 @@ import torch
 from gymnasium import spaces
 
 from kd_env import rewards as reward_fns
+from kd_env.arguments import require_train_size, validate_env_arguments
 from kd_env.devices import resolve_device
 from kd_env.distill import KDConfig, kd_loss, normalise_weights, weights_from_selection
 from kd_env.episode import EpisodeBatches
@@ -24,9 +25,8 @@ from kd_env.features import (
     validate_groups,
 )
 from kd_env.problems import build_distillation_data
-from kd_env.students import build_student, default_learning_rate
+from kd_env.students import build_student, default_learning_rate, validate_student_options
 
-ACTION_MODES = ("select", "weights")
 RESET_OPTIONS = ("keep_student",)
 EVAL_BATCH = 1024
 
@@ -129,22 +129,20 @@ class TeacherSelectionEnv(gym.Env):
         probe_size: int = 256,
         device: str = "cpu",
     ) -> None:
-        if action_mode not in ACTION_MODES:
-            raise ValueError(f"unknown action_mode {action_mode!r}; expected one of {ACTION_MODES}")
-        if empty_selection not in ("hard_label", "all_teachers"):
-            raise ValueError(f"unknown empty_selection {empty_selection!r}; expected 'hard_label' or 'all_teachers'")
+        # Every check that needs no data comes first: preparing a text task fine-tunes teachers.
         self.kd_config = KDConfig(alpha=alpha, temperature=temperature, tau_squared=tau_squared, aggregation=aggregation)
         self.reward_name = reward_fns.validate_reward(reward)
+        validate_env_arguments(
+            action_mode=action_mode, empty_selection=empty_selection, batch_size=batch_size,
+            episode_steps=episode_steps, learning_rate=learning_rate, weight_decay=weight_decay, probe_size=probe_size,
+            probe_needed=reward_fns.needs_probe(reward), terminal_bonus=terminal_bonus, semantic_dim=semantic_dim,
+        )
         groups = validate_groups(list(FEATURE_GROUPS) if features is None else features)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        validate_student_options(student, student_options)
         self.device = resolve_device(device)
-        self.data = build_distillation_data(task, teachers, task_options, student, student_options)
+        self.data = build_distillation_data(task, teachers, task_options, student, student_options, min_train_size=batch_size)
         num_train = len(self.data.splits["train"])
-        if batch_size > num_train:
-            raise ValueError(f"batch_size {batch_size} is larger than the training split ({num_train} instances)")
-        if episode_steps is not None and episode_steps < 1:
-            raise ValueError(f"episode_steps must be >= 1 or None, got {episode_steps}")
+        require_train_size(num_train, batch_size)
 
         self.task = task
         self.student_name = student

@@ -1,7 +1,8 @@
 """Task name -> ``DistillationData``: the one place the environment asks for its data.
 
-Every builder takes ``(task, teachers, options, student, student_options)``: text tasks need the
-student, since head students read frozen sentence vectors and transformer students token ids.
+Every builder takes ``(task, teachers, options, student, student_options, min_train_size)``: text tasks
+need the student, since head students read frozen sentence vectors and transformer students token ids,
+and check ``min_train_size`` (the env's batch size) before they fine-tune any teacher.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from kd_env.tasks import BUNDLED_TASKS, GLUE_PREFIX, USER_FILE_PREFIXES, availab
 from kd_env.text_problem import build_text_data
 
 
-def _build_synthetic(task: str, teachers, options, student: str, student_options) -> DistillationData:
-    """The synthetic data is the same for every student."""
+def _build_synthetic(task: str, teachers, options, student: str, student_options, min_train_size: int) -> DistillationData:
+    """The synthetic data is the same for every student, and cheap: the env checks its size afterwards."""
     return build_synthetic_data(teachers=teachers, options=options)
 
 
@@ -32,8 +33,10 @@ def build_distillation_data(
     task_options: dict | None,
     student: str = "head",
     student_options: dict | None = None,
+    min_train_size: int = 1,
 ) -> DistillationData:
     builder = TASK_BUILDERS.get(task) or next((b for p, b in PREFIX_BUILDERS.items() if task.startswith(p)), None)
     if builder is None:
         raise ValueError(f"unknown task {task!r}; available: {available_tasks()}")
-    return builder(task=task, teachers=teachers, options=task_options, student=student, student_options=student_options)
+    return builder(task=task, teachers=teachers, options=task_options, student=student, student_options=student_options,
+                   min_train_size=min_train_size)

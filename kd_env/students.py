@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from kd_env.arguments import require_int
 from kd_env.data import DistillationData
 from kd_env.devices import autocast
 from kd_env.options import config_from_options
@@ -41,11 +42,33 @@ class HeadStudent(nn.Module):
         return self.net((inputs["features"] - self.mean) / self.std)
 
 
+@dataclass(frozen=True)
+class HeadStudentConfig:
+    """The ``head`` student's options (``student_options``)."""
+
+    hidden: int = 64
+    """Width of the MLP's hidden layer."""
+
+    @classmethod
+    def from_options(cls, options: dict | None) -> "HeadStudentConfig":
+        config = config_from_options(cls, options, "head student")
+        require_int("hidden", config.hidden, 1)
+        return config
+
+
 def _build_head(data: DistillationData, **options) -> nn.Module:
+    config = HeadStudentConfig.from_options(options)
     train_inputs = data.splits["train"].student_inputs
     if "features" not in train_inputs:
         raise ValueError(f"the head student needs 'features' inputs; task {data.task!r} provides {sorted(train_inputs)}")
-    return HeadStudent(train_inputs["features"], data.num_classes, **options)
+    return HeadStudent(train_inputs["features"], data.num_classes, config.hidden)
+
+
+def validate_student_options(name: str, options: dict | None) -> None:
+    """Raise on an unknown student or bad options now, before any data is prepared for it."""
+    student_text_inputs(name, options)  # checks the name and a tokenised student's options
+    if name == "head":
+        HeadStudentConfig.from_options(options)
 
 
 @dataclass(frozen=True)
@@ -71,8 +94,10 @@ class TransformerStudentConfig:
         config = config_from_options(cls, options, "transformer student")
         if config.config is not None and config.tokenizer is None:
             raise ValueError("a transformer student built from a config needs a 'tokenizer' (name or directory)")
-        if config.num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {config.num_layers}")
+        require_int("num_layers", config.num_layers, 1)
+        require_int("max_length", config.max_length, 1)
+        if not 0.0 <= config.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
         return config
 
     @property

@@ -12,6 +12,7 @@ from dataclasses import fields
 
 import torch
 
+from kd_env.arguments import require_classes, require_train_size
 from kd_env.data import SPLITS, DistillationData, SplitData
 from kd_env.tasks import TaskConfig, load_task
 from kd_env.teachers import PREPARATION_OPTION_NAMES, PreparationConfig, prepare_teachers, resolve_teacher_specs, sentence_embeddings
@@ -33,12 +34,15 @@ def split_options(options: dict | None) -> tuple[TaskConfig, PreparationConfig]:
     return task_config, preparation
 
 
-def prepare_text_task(task: str, teachers: list | None = None, options: dict | None = None):
+def prepare_text_task(task: str, teachers: list | None = None, options: dict | None = None, min_train_size: int = 1):
     """Load the task and make sure its teachers and frozen embeddings are in the cache.
 
+    Checked before any teacher is fine-tuned: at least 2 classes, ``min_train_size`` training instances.
     Returns (text task, teacher cache, embeddings entry, preparation config)."""
     task_config, preparation = split_options(options)
     text_task = load_task(task, task_config)
+    require_classes(task, text_task.class_names)
+    require_train_size(len(text_task.splits["train"]), min_train_size)
     cache = prepare_teachers(text_task, resolve_teacher_specs(teachers), preparation)
     return text_task, cache, sentence_embeddings(text_task, preparation), preparation
 
@@ -49,11 +53,12 @@ def build_text_data(
     options: dict | None = None,
     student: str = "head",
     student_options: dict | None = None,
+    min_train_size: int = 1,
 ) -> DistillationData:
     """Load the task, prepare (or read) the teachers and embeddings, and lay out the student's inputs."""
     from kd_env.students import student_text_inputs
 
-    text_task, cache, embeddings, preparation = prepare_text_task(task, teachers, options)
+    text_task, cache, embeddings, preparation = prepare_text_task(task, teachers, options, min_train_size)
     tokenize = student_text_inputs(student, student_options)
     splits = {}
     for split in SPLITS:

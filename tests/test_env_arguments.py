@@ -1,0 +1,69 @@
+"""Bad env arguments fail at once, before any data is prepared or any teacher fine-tuned."""
+
+import gymnasium as gym
+import pytest
+from tiny_text import sentiment_rows, write_csv
+
+import kd_env  # noqa: F401 - registers the env ids
+from kd_env import text_problem
+
+
+@pytest.fixture
+def no_preparation(monkeypatch):
+    """Fail the test if any text task gets as far as preparing teachers."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("teachers were prepared before the arguments were checked")
+
+    monkeypatch.setattr(text_problem, "prepare_teachers", refuse)
+
+
+def text_task(tmp_path, rows):
+    return f"csv:{write_csv(tmp_path / 'reviews.csv', rows)}"
+
+
+BAD_ARGUMENTS = [
+    ({"batch_size": 2.5}, "batch_size must be an integer"),
+    ({"batch_size": 0}, "batch_size must be >= 1"),
+    ({"episode_steps": 0}, "episode_steps must be >= 1"),
+    ({"episode_steps": "10"}, "episode_steps must be an integer"),
+    ({"learning_rate": -1.0}, "learning_rate must be > 0"),
+    ({"learning_rate": 0.0}, "learning_rate must be > 0"),
+    ({"learning_rate": float("nan")}, "learning_rate must be a finite number"),
+    ({"learning_rate": float("inf")}, "learning_rate must be a finite number"),
+    ({"weight_decay": -0.1}, "weight_decay must be >= 0"),
+    ({"probe_size": -3}, "probe_size must be >= 0"),
+    ({"probe_size": 0, "reward": "dev_gain"}, "probe_size must be >= 1"),
+    ({"terminal_bonus": float("inf")}, "terminal_bonus must be a finite number"),
+    ({"semantic_dim": 0}, "semantic_dim must be >= 1"),
+    ({"student_options": {"hidden": 0}}, "hidden must be >= 1"),
+    ({"student_options": {"width": 3}}, "unknown head student options"),
+    ({"student": "transformer", "student_options": {"num_layers": 0}}, "num_layers must be >= 1"),
+    ({"student": "transformer", "student_options": {"max_length": 0}}, "max_length must be >= 1"),
+    ({"student": "mlp"}, "unknown student 'mlp'"),
+]
+
+
+@pytest.mark.parametrize(("changes", "message"), BAD_ARGUMENTS)
+def test_bad_argument_is_refused_before_teachers_are_prepared(changes, message, tmp_path, no_preparation):
+    kwargs = {"task": text_task(tmp_path, sentiment_rows(60)), **changes}
+    with pytest.raises(ValueError, match=message):
+        gym.make("kd_env/TeacherSelection-v0", **kwargs)
+
+
+def test_batch_larger_than_the_training_split_is_refused_before_teachers(tmp_path, no_preparation):
+    with pytest.raises(ValueError, match=r"batch_size 64 is larger than the training split \(\d+ instances\)"):
+        gym.make("kd_env/TeacherSelection-v0", task=text_task(tmp_path, sentiment_rows(48)), batch_size=64)
+
+
+def test_single_class_task_is_refused_before_teachers(tmp_path, no_preparation):
+    rows = [row for row in sentiment_rows(200) if row["label"] == "pos"]
+    with pytest.raises(ValueError, match=r"has 1 class\(es\) \['pos'\]; a classification task needs at least 2"):
+        gym.make("kd_env/TeacherSelection-v0", task=text_task(tmp_path, rows), batch_size=4)
+
+
+def test_zero_probe_size_is_fine_when_no_reward_reads_the_probe(small_env_kwargs):
+    env = gym.make("kd_env/TeacherSelection-v0", probe_size=0, **small_env_kwargs)
+    env.reset(seed=0)
+    _, reward, *_ = env.step(env.action_space.sample())
+    assert reward == reward
