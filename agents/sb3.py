@@ -22,7 +22,7 @@ import torch
 from gymnasium import spaces
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import configure
+from stable_baselines3.common.logger import Logger, configure
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 from torch import nn
@@ -128,6 +128,17 @@ class SB3Config:
             raise ValueError(f"unknown policy {self.policy!r}; expected 'shared' or 'mlp'")
 
 
+class _EnvStepLogger(Logger):
+    """SB3's logger at global step = env steps: SB3 dumps at its timestep count, n_envs per env step."""
+
+    def __init__(self, logger: Logger, n_envs: int) -> None:
+        super().__init__(logger.dir, logger.output_formats)
+        self.n_envs = n_envs
+
+    def dump(self, step: int = 0) -> None:
+        super().dump(step // self.n_envs)
+
+
 class _ForwardSteps(BaseCallback):
     """Hands the env's info to the agent-level callback after every env step."""
 
@@ -181,7 +192,7 @@ class SB3Agent(Agent):
     def _attach_logger(self) -> None:
         run_logger = find_logger(self.env)
         if run_logger is not None:
-            self.model.set_logger(configure(str(run_logger.log_dir), ["tensorboard"]))
+            self.model.set_logger(_EnvStepLogger(configure(str(run_logger.log_dir), ["tensorboard"]), self.model.n_envs))
 
     def learn(self, total_steps: int, callback: StepCallback | None = None) -> "SB3Agent":
         # SB3 counts a step of its n_envs sub-envs as n_envs timesteps; one agent drives one env.

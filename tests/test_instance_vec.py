@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import DummyVecEnv
+from test_agents_training import scalar_steps
 
 import agents
 from agents.instance_vec import InstanceVecEnv
+from agents.training import TrainConfig, train
 from agents.wrappers import ContinuingStudent
 
 SEED, STEPS, EPISODE_STEPS, NUM_ENVS = 3, 5, 3, 2
@@ -106,3 +108,11 @@ def test_instance_agents_train_on_env_steps_and_act_on_whole_batches(name, small
     obs, _ = env.reset(seed=1)
     action = agent.predict(obs)
     assert action.shape == (b * k,) and env.action_space.contains(action.astype(np.int8))
+
+
+def test_instance_agent_logs_sb3_tags_at_env_steps(small_env_kwargs, tmp_path):
+    result = train(TrainConfig(agent="ppo_instance", total_steps=32, env_kwargs=small_env_kwargs, logdir=str(tmp_path),
+                               progress_bar=False, agent_kwargs={"algo_kwargs": {"n_steps": 16, "batch_size": 64}}))
+    assert result.env_steps == 32
+    assert scalar_steps(result.run_dir, "train/policy_gradient_loss") == [32]
+    assert scalar_steps(result.run_dir, "rollout/ep_rew_mean") == [16, 32]
