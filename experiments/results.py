@@ -56,13 +56,31 @@ def run_key(agent: str, task: str, seed: int, config: dict) -> str:
 
 
 def append_record(path: str | Path, record: RunRecord) -> None:
-    """Append one record and flush it to disk before returning, so a crash right after keeps it."""
+    """Append one record and flush it to disk before returning, so a crash right after keeps it.
+
+    The record goes out in one ``write`` on a file opened for appending, and starts on a fresh line:
+    a line torn by an earlier crash stays the only unreadable one instead of swallowing this record.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(asdict(record), sort_keys=True) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    line = json.dumps(asdict(record), sort_keys=True) + "\n"
+    if not _ends_with_newline(path):
+        line = "\n" + line
+    handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(handle, line.encode("utf-8"))
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def _ends_with_newline(path: Path) -> bool:
+    """Whether ``path`` is missing, empty, or ends its last line (a torn last line does not)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return True
+    with path.open("rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
 
 
 def read_records(path: str | Path) -> list[RunRecord]:

@@ -24,5 +24,16 @@ def test_append_read_and_skip_completed(tmp_path):
     assert run_key("avg_kd", "synthetic", 0, {"lr": 1}) != run_key("avg_kd", "synthetic", 0, {"lr": 2})
 
 
+def test_record_after_a_torn_line_is_kept(tmp_path, caplog):
+    path = tmp_path / "results.jsonl"
+    append_record(path, record(0))
+    with path.open("a") as handle:
+        handle.write('{"agent": "avg_kd", "task": "synth')  # a crash mid-write
+    append_record(path, record(1))
+    append_record(path, record(2))
+    assert [r.seed for r in read_records(path)] == [0, 1, 2]
+    assert [r.message for r in caplog.records if "skipping unreadable line 2" in r.message]
+
+
 def test_missing_file_has_no_records(tmp_path):
     assert read_records(tmp_path / "none.jsonl") == [] and completed_keys(tmp_path / "none.jsonl") == set()
