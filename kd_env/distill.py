@@ -28,6 +28,9 @@ import torch.nn.functional as F
 
 AGGREGATIONS = ("weighted_ce", "kl_to_average")
 EMPTY_SELECTION_FALLBACKS = ("hard_label", "all_teachers")
+MIN_ROW_TOTAL = np.float32(1e-12)
+"""A row of weights summing to less than this is an empty selection: normalising it would only scale
+float noise up to a full teacher, and the loss and ``selection_rate`` would count a teacher that is not there."""
 
 
 @dataclass(frozen=True)
@@ -77,10 +80,11 @@ def normalise_weights(scores: np.ndarray, empty: str = "hard_label") -> np.ndarr
         raise ValueError(f"unknown empty-selection fallback {empty!r}; expected one of {EMPTY_SELECTION_FALLBACKS}")
     scores = np.asarray(scores, dtype=np.float32)
     totals = scores.sum(axis=1, keepdims=True)
-    if empty == "all_teachers" and not totals.all():
-        scores = np.where(totals > 0, scores, np.float32(1.0))
+    empty_rows = totals < MIN_ROW_TOTAL
+    if empty_rows.any():
+        scores = np.where(empty_rows, np.float32(1.0 if empty == "all_teachers" else 0.0), scores)
         totals = scores.sum(axis=1, keepdims=True)
-    return scores / np.maximum(totals, np.float32(1e-12))
+    return scores / np.maximum(totals, MIN_ROW_TOTAL)
 
 
 def soft_cross_entropy(target_probs: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:

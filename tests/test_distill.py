@@ -26,6 +26,29 @@ def test_normalise_weights_per_instance():
         normalise_weights(scores, "nobody")
 
 
+@pytest.mark.parametrize("empty", ["hard_label", "all_teachers"])
+def test_tiny_weights_are_an_empty_selection(empty):
+    scores = np.array([[1e-30, 1e-30, 0.0], [0.2, 0.0, 0.0]], dtype=np.float32)
+    weights = normalise_weights(scores, empty)
+    expected_empty = [0.0, 0.0, 0.0] if empty == "hard_label" else [1 / 3] * 3
+    np.testing.assert_allclose(weights, [expected_empty, [1.0, 0.0, 0.0]], rtol=1e-6)
+    parts = kd_loss(torch.zeros(2, 3), torch.tensor([0, 1]), torch.randn(2, 3, 3), torch.from_numpy(weights), KDConfig())
+    if empty == "hard_label":  # the hard label only, at full weight
+        assert parts.total[0].item() == pytest.approx(parts.ce[0].item())
+
+
+def test_tiny_weights_count_as_no_teacher_in_the_env(small_env_kwargs):
+    import gymnasium as gym
+
+    import kd_env  # noqa: F401 - registers the env ids
+
+    env = gym.make("kd_env/TeacherWeighting-v0", **small_env_kwargs)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(np.full(env.action_space.shape, 1e-30, dtype=np.float32))
+    assert info["selection_rate"].tolist() == [0.0] * env.unwrapped.num_teachers
+    assert info["loss"] == pytest.approx(info["ce"])
+
+
 def test_kd_loss_matches_hand_computation():
     # One instance, two classes, two teachers; tau = 1 so soft CE is plain CE against teacher probs.
     student = torch.tensor([[0.0, math.log(3.0)]])  # p_S = (0.25, 0.75)
