@@ -8,6 +8,7 @@ from gymnasium.envs.registration import register, registry
 
 from kd_env.distill import KDConfig, kd_loss, normalise_weights, weights_from_selection
 from kd_env.env import TeacherSelectionEnv
+from kd_env.export import load_student
 
 ENV_IDS = {
     "kd_env/TeacherSelection-v0": {"action_mode": "select"},
@@ -18,4 +19,4 @@ for _env_id, _kwargs in ENV_IDS.items():
     if _env_id not in registry:
         register(id=_env_id, entry_point="kd_env.env:TeacherSelectionEnv", kwargs=_kwargs)
 
-__all__ = ["ENV_IDS", "KDConfig", "TeacherSelectionEnv", "kd_loss", "normalise_weights", "weights_from_selection"]
+__all__ = ["ENV_IDS", "KDConfig", "TeacherSelectionEnv", "kd_loss", "load_student", "normalise_weights", "weights_from_selection"]

@@ -88,6 +88,10 @@ class TransformerStudentConfig:
     envs reset with the same seed diverge. Set > 0 only when rollouts need not be reproducible."""
     mixed_precision: bool = False
     """bfloat16 autocast in the forward pass (worth it on a GPU)."""
+    classifier: str = "mean_pool"
+    """``mean_pool``: a linear layer over the mean of the last hidden states; ``auto``: the encoder
+    family's own ``AutoModelForSequenceClassification`` head, a student ``kd_env.export`` saves for
+    ``transformers.pipeline``."""
 
     @classmethod
     def from_options(cls, options: dict | None) -> "TransformerStudentConfig":
@@ -98,6 +102,8 @@ class TransformerStudentConfig:
         require_int("max_length", config.max_length, 1)
         if not 0.0 <= config.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
+        if config.classifier not in ("mean_pool", "auto"):
+            raise ValueError(f"classifier must be 'mean_pool' or 'auto', got {config.classifier!r}")
         return config
 
     @property
@@ -132,6 +138,10 @@ def _build_transformer(data: DistillationData, **options) -> nn.Module:
     if "input_ids" not in train_inputs:
         raise ValueError(f"the transformer student needs token inputs; task {data.task!r} provides {sorted(train_inputs)}")
     dropouts = {"hidden_dropout_prob": config.dropout, "attention_probs_dropout_prob": config.dropout}
+    if config.classifier == "auto":
+        from kd_env.export import build_auto_classifier
+
+        return build_auto_classifier(config, data.class_names, dropouts)
     if config.config is not None:
         from transformers import AutoConfig, AutoModel
 

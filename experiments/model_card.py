@@ -1,0 +1,74 @@
+"""The model card of a distilled student (``OUT/README.md``): what it learned from, how, and how well.
+
+Hugging Face model cards are README files with a YAML header; the header's ``pipeline_tag`` and
+``library_name`` tell the hub and tools how to run the model.
+"""
+
+from __future__ import annotations
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def model_card(summary: dict) -> str:
+    """Markdown from ``experiments.distill.distill``'s summary."""
+    runs, agent = summary["runs"], summary["agent"]
+    main = runs[agent]
+    lines = [
+        "---",
+        "pipeline_tag: text-classification",
+        "library_name: transformers" if summary["student"] == "transformer" else "library_name: kd_env",
+        "tags: [knowledge-distillation, multi-teacher, kd_env]",
+        "---",
+        "",
+        f"# Student distilled from {len(summary['teachers'])} teachers on `{summary['task']}`",
+        "",
+        f"A `{summary['student']}` student trained with kd_env's multi-teacher distillation environment; the agent "
+        f"`{agent}` chose, per training instance, which teachers it learned from ({summary['epochs']} epochs, seed {summary['seed']}).",
+        "",
+        "## Use",
+        "",
+    ]
+    if summary["student"] == "transformer":
+        lines += ["```python", "from transformers import pipeline", "", 'classify = pipeline("text-classification", model="OUT")',
+                  'classify("some text")', "```"]
+    else:
+        lines += ["```python", "import kd_env", "", 'student = kd_env.load_student("OUT")', 'student.predict(["some text"])', "```"]
+    sizes = summary["sizes"]
+    lines += [
+        "",
+        "## Data",
+        "",
+        f"Task `{summary['task']}`: classes {', '.join(f'`{c}`' for c in summary['classes'])}; "
+        f"{sizes['train']} training, {sizes['dev']} dev and {sizes['test']} test instances.",
+        "",
+        "## Teachers",
+        "",
+        "| teacher | dev accuracy | test accuracy |",
+        "|---|---|---|",
+        *(f"| {name} | {percent(acc['dev_accuracy'])} | {percent(acc['test_accuracy'])} |" for name, acc in summary["teachers"].items()),
+        "",
+        "## Results",
+        "",
+        "| student trained by | dev accuracy | dev macro-F1 | test accuracy | test macro-F1 |",
+        "|---|---|---|---|---|",
+        *(f"| {label}{' (this model)' if label == agent else ''} | {percent(run['dev_accuracy'])} | {percent(run['dev_macro_f1'])} | "
+          f"{percent(run['test_accuracy'])} | {percent(run['test_macro_f1'])} |" for label, run in runs.items()),
+        "",
+    ]
+    selection = main.get("selection") or {}
+    if selection:
+        lines += [
+            "## What the agent selected",
+            "",
+            "How often the trained agent selects each teacher on the training split, when that teacher is right and when it is wrong:",
+            "",
+            "| teacher | selected when right | selected when wrong |",
+            "|---|---|---|",
+            *(f"| {name} | {percent(right)} | {percent(wrong)} |"
+              for name, right, wrong in zip(selection["teachers"], selection["rate_when_correct"], selection["rate_when_wrong"])),
+            "",
+        ]
+    lines += ["## Training run", "", "TensorBoard: `tensorboard --logdir runs` in this folder. The numbers above are in `distill.json`.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,247 @@
+"""``kd-env``: prepare teachers, train one agent, compare agents, sweep, distill a student, benchmark.
+
+Every subcommand takes env, agent, task and student options the same way: a repeatable
+``--env-kwargs KEY=VALUE`` (or a JSON object), ``--agent-kwargs``, ``--task-options``,
+``--student-options``. Bad input (an unknown agent, malformed seeds, a missing checkpoint folder, a
+non-empty output folder) is reported in one line before anything is computed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kd_cli.options import parse_grid, parse_pairs, parse_teachers
+
+app = typer.Typer(help="Multi-teacher knowledge distillation with an RL agent choosing the teachers: prepare teachers, train one agent, compare agents, sweep, distill a student, benchmark.", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+log = logging.getLogger("kd_cli")
+
+# The option types every subcommand shares (one syntax, one help text).
+Pairs = list[str] | None
+EnvKwargs = Annotated[Pairs, typer.Option("--env-kwargs", metavar="KEY=VALUE", help="An env argument (batch_size=16, reward=ce_gain; values read as JSON when they parse) or a JSON object. Repeatable.")]
+AgentKwargs = Annotated[Pairs, typer.Option("--agent-kwargs", metavar="KEY=VALUE", help="An agent config field (learning_rate=0.05) or a JSON object. Repeatable.")]
+TaskOptions = Annotated[Pairs, typer.Option("--task-options", metavar="KEY=VALUE", help="A task option (text_column=review, delimiter=';', column_names='[\"text\",\"label\"]', max_train=4000, cache_dir=..., device=cuda) or a JSON object. Repeatable.")]
+StudentOptions = Annotated[Pairs, typer.Option("--student-options", metavar="KEY=VALUE", help="A student option (num_layers=2, encoder=minilm-l6) or a JSON object. Repeatable.")]
+Teachers = Annotated[list[str] | None, typer.Option("--teacher", metavar="TEACHER", help="A built-in teacher (minilm-l6, minilm-l3, mpnet-l3), a fine-tuned checkpoint folder, or a JSON spec. Repeatable; default: the task's teachers.")]
+Seed = Annotated[int, typer.Option(help="Seed of the run (student initialisation, batch order, agent).")]
+EnvId = Annotated[str, typer.Option(help="kd_env/TeacherSelection-v0 (select teachers) or kd_env/TeacherWeighting-v0 (weights).")]
+Logdir = Annotated[Path, typer.Option(help="Folder of the TensorBoard runs.")]
+
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError)
+
+
+def user_errors(command):
+    """Bad input ends the command with one line on stderr and exit code 2 (``-v`` shows the traceback)."""
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except USER_ERRORS as error:
+            if log.isEnabledFor(logging.DEBUG):
+                raise
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(2) from error
+
+    return run
+
+
+@app.callback()
+def main_options(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging and full tracebacks.")] = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+@app.command()
+@user_errors
+def prepare(
+    task: Annotated[str, typer.Option(help="Task: twitter-sentiment, bbc-news, glue:NAME, csv:PATH, tsv:PATH, json:PATH, jsonl:PATH.")] = "twitter-sentiment",
+    teacher: Teachers = None,
+    task_options: TaskOptions = None,
+) -> None:
+    """Fine-tune (or run) a task's teachers and fill the cache, then print their accuracies."""
+    from kd_env.text_problem import prepare_text_task
+
+    _, cache, _, _ = prepare_text_task(task, parse_teachers(teacher), parse_pairs(task_options, "--task-options"))
+    typer.echo("| teacher | train | dev | test | prepared in |\n|---|---|---|---|---|")
+    for name in cache.teacher_names:
+        meta = cache.entry(name).meta
+        accuracy = meta["accuracy"]
+        typer.echo(f"| {name} | {accuracy['train']:.3f} | {accuracy['dev']:.3f} | {accuracy['test']:.3f} | {meta['prepare_seconds']:.0f} s |")
+
+
+@app.command()
+@user_errors
+def train(
+    agent: Annotated[str | None, typer.Option(help="Agent name (see `kd-env compare --help` for the list).")] = None,
+    total_steps: Annotated[int | None, typer.Option(help="Env steps of the whole run (with --resume: a new total).")] = None,
+    seed: Seed = 0,
+    logdir: Logdir = Path("runs"),
+    env_id: EnvId = "kd_env/TeacherSelection-v0",
+    env_kwargs: EnvKwargs = None,
+    agent_kwargs: AgentKwargs = None,
+    resume: Annotated[Path | None, typer.Option(metavar="RUN_DIR", help="Continue the checkpoint in this run folder.")] = None,
+) -> None:
+    """Train one agent (its student is trained as a side effect); Ctrl-C checkpoints, --resume continues."""
+    import agents
+    from agents.training import TrainConfig
+    from agents.training import resume as resume_run
+    from agents.training import train as train_run
+
+    if resume is not None:
+        result = resume_run(resume, total_steps=total_steps)
+    else:
+        if agent is None or total_steps is None:
+            raise ValueError("--agent and --total-steps are needed unless --resume is given")
+        if agent not in agents.agent_names():
+            raise ValueError(f"unknown agent {agent!r}; available: {agents.agent_names()}")
+        config = TrainConfig(agent=agent, total_steps=total_steps, seed=seed, env_id=env_id, logdir=str(logdir),
+                             env_kwargs=parse_pairs(env_kwargs, "--env-kwargs"), agent_kwargs=parse_pairs(agent_kwargs, "--agent-kwargs"))
+        result = train_run(config)
+    typer.echo(f"run: {result.run_dir}\nenv steps: {result.env_steps}  wall time: {result.wall_time_s:.1f}s")
+    typer.echo(f"student dev accuracy: {result.dev_accuracy:.4f}  test accuracy: {result.test_accuracy:.4f}  test macro-F1: {result.test_macro_f1:.4f}")
+
+
+@app.command()
+@user_errors
+def compare(
+    preset: Annotated[str | None, typer.Option(help="A named grid: synthetic, quick (the README's main job), full, levers, transformer.")] = None,
+    grid: Annotated[Path | None, typer.Option(help="A YAML or JSON file of grid keys (tasks, agents, seeds, student, student_options, teachers, epochs, env_kwargs, task_options, single_teachers); flags override it.")] = None,
+    task: Annotated[list[str] | None, typer.Option(help="Ad-hoc grid: a task (csv:reviews.csv, ...). Repeatable.")] = None,
+    agents_: Annotated[str | None, typer.Option("--agents", help="Ad-hoc grid: agents, comma-separated (reinforce,avg_kd,ppo).")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Ad-hoc grid: seeds as a range or list: 0-4, 0,2,5.")] = None,
+    student: Annotated[str | None, typer.Option(help="Ad-hoc grid: the student (head, transformer).")] = None,
+    student_options: StudentOptions = None,
+    teacher: Teachers = None,
+    epochs: Annotated[int | None, typer.Option(help="Ad-hoc grid: student epochs of every run.")] = None,
+    env_kwargs: EnvKwargs = None,
+    task_options: TaskOptions = None,
+    single_teachers: Annotated[bool | None, typer.Option("--single-teachers/--no-single-teachers", help="Ad-hoc grid: also distil from each teacher alone.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder: results.jsonl, tables, plots (default results/<preset or grid name>).")] = None,
+    logdir: Logdir = Path("runs"),
+    workers: Annotated[int, typer.Option(help="Runs in parallel processes (CPU threads are shared out).")] = 1,
+    report_only: Annotated[bool, typer.Option(help="Only rebuild the tables and plots from the results file.")] = False,
+) -> None:
+    """Compare agents over tasks and seeds (a preset, or an ad-hoc grid from flags or a file); re-runs skip finished runs."""
+    from experiments.compare import run_grid
+    from experiments.grids import GridSpec
+    from experiments.presets import PRESETS
+    from experiments.report_files import write_report
+
+    flags = {key: value for key, value in {
+        "tasks": task, "agents": agents_, "seeds": seeds, "student": student, "teachers": parse_teachers(teacher), "epochs": epochs,
+        "student_options": parse_pairs(student_options, "--student-options") or None, "env_kwargs": parse_pairs(env_kwargs, "--env-kwargs") or None,
+        "task_options": parse_pairs(task_options, "--task-options") or None, "single_teachers": single_teachers,
+    }.items() if value is not None}
+    if preset is not None and (flags or grid is not None):
+        raise ValueError("--preset fixes the whole grid; give either --preset or an ad-hoc grid (--grid FILE and/or --task, --agents, ...)")
+    if preset is not None or not (flags or grid is not None):
+        preset = preset or "quick"
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; available: {sorted(PRESETS)}")
+        chosen = PRESETS[preset]
+    else:
+        spec = GridSpec.from_file(grid, flags) if grid is not None else GridSpec.from_mapping(flags)
+        chosen = spec.to_preset()
+    out = out or Path("results") / chosen.name
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if not report_only:
+        made = run_grid(chosen, out / "results.jsonl", logdir, workers)
+        typer.echo(f"{made} new runs in {time.perf_counter() - start:.0f} s")
+    typer.echo(write_report(out / "results.jsonl", out))
+    typer.echo(f"tables and plots in {out}/")
+
+
+@app.command()
+@user_errors
+def sweep(
+    agents_: Annotated[str, typer.Option("--agents", help="Agents, comma-separated.")],
+    total_steps: Annotated[int, typer.Option(help="Env steps of each training run.")],
+    seeds: Annotated[str, typer.Option(help="Seeds as a range or list: 0-4, 0,2,5.")] = "0",
+    env_id: EnvId = "kd_env/TeacherSelection-v0",
+    env_kwargs: EnvKwargs = None,
+    env_grid: Annotated[Pairs, typer.Option("--env-grid", metavar="KEY=[V1,V2]", help="An env argument and the JSON list of values to try. Repeatable.")] = None,
+    agent_kwargs: AgentKwargs = None,
+    agent_grid: Annotated[Pairs, typer.Option("--agent-grid", metavar="KEY=[V1,V2]", help="An agent config field and the JSON list of values to try. Repeatable.")] = None,
+    results: Annotated[Path, typer.Option(help="JSON-lines results file (appended; finished trials are skipped on re-runs).")] = Path("results/sweep.jsonl"),
+    logdir: Logdir = Path("runs"),
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else a local instance).")] = None,
+    num_cpus: Annotated[int | None, typer.Option(help="CPUs of a local Ray instance (default: all).")] = None,
+    cpus_per_trial: Annotated[float, typer.Option(help="CPUs Ray reserves for each trial.")] = 1.0,
+    name: Annotated[str, typer.Option(help="Ray Tune experiment name.")] = "kd_env_sweep",
+) -> None:
+    """Sweep agents x seeds x env/agent configs with Ray Tune, one training run per trial."""
+    from experiments.grids import grid_entry, parse_seeds, split_names
+    from experiments.sweep import SweepSpec, run_sweep
+
+    names = split_names(agents_)
+    for agent in names:
+        grid_entry(agent)
+    spec = SweepSpec(
+        agents=names, seeds=parse_seeds(seeds), total_steps=total_steps, env_id=env_id,
+        env_kwargs=parse_pairs(env_kwargs, "--env-kwargs"), env_grid=parse_grid(env_grid, "--env-grid"),
+        agent_kwargs=parse_pairs(agent_kwargs, "--agent-kwargs"), agent_grid=parse_grid(agent_grid, "--agent-grid"),
+    )
+    records = run_sweep(spec, results, logdir, address, num_cpus, cpus_per_trial, name)
+    failed = [r for r in records if r.status != "ok"]
+    typer.echo(f"{len(records)} trials run ({len(failed)} failed); results in {results}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def distill(
+    task: Annotated[str, typer.Option(help="Your data: csv:PATH, tsv:PATH, json:PATH, jsonl:PATH (a file, split here, or a folder with train/dev/test files), or a named task.")],
+    out: Annotated[Path, typer.Option(help="Output folder: the student, its model card README.md, distill.json, TensorBoard runs/.")],
+    teacher: Teachers = None,
+    student: Annotated[str, typer.Option(help="transformer (saved for transformers.pipeline) or head (kd_env.load_student).")] = "transformer",
+    student_options: StudentOptions = None,
+    agent: Annotated[str, typer.Option(help="The agent whose recipe chooses the teachers per instance.")] = "reinforce",
+    epochs: Annotated[int, typer.Option(help="Student epochs (selector pre-training comes on top).")] = 3,
+    seed: Seed = 0,
+    task_options: TaskOptions = None,
+    env_kwargs: EnvKwargs = None,
+    compare_avg: Annotated[bool, typer.Option(help="Also train an Avg-KD student and report it beside yours in the model card.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists and is not empty.")] = False,
+) -> None:
+    """Distil a student from your teachers on your data with an agent's recipe, and save it for use elsewhere."""
+    from experiments.distill import DistillSpec
+    from experiments.distill import distill as run_distill
+
+    spec = DistillSpec(
+        task=task, out=str(out), teachers=tuple(parse_teachers(teacher) or ()), student=student, agent=agent, epochs=epochs, seed=seed,
+        student_options=parse_pairs(student_options, "--student-options"), task_options=parse_pairs(task_options, "--task-options"),
+        env_kwargs=parse_pairs(env_kwargs, "--env-kwargs"), compare_avg=compare_avg, overwrite=overwrite,
+    )
+    summary = run_distill(spec)
+    for label, run in summary["runs"].items():
+        typer.echo(f"{label}: dev accuracy {run['dev_accuracy']:.4f}, test accuracy {run['test_accuracy']:.4f}")
+    typer.echo(f"student, model card and TensorBoard runs in {out}/")
+
+
+@app.command()
+@user_errors
+def bench(
+    steps: Annotated[int, typer.Option(help="Env steps to time.")] = 500,
+    seed: Seed = 0,
+    env_id: EnvId = "kd_env/TeacherSelection-v0",
+    env_kwargs: EnvKwargs = None,
+) -> None:
+    """Env steps per second under random actions (construction and resets excluded); detailed benchmarks: scripts/bench_*.py."""
+    from experiments.throughput import env_throughput
+
+    result = env_throughput(env_id, parse_pairs(env_kwargs, "--env-kwargs"), steps, seed)
+    typer.echo(json.dumps(result, indent=2))
+
+
+def main(argv: list[str] | None = None, prog_name: str = "kd-env"):
+    """The console entry point (``argv`` for wrappers and tests)."""
+    return app(args=argv, prog_name=prog_name)

@@ -1,0 +1,123 @@
+"""The kd-env CLI: subcommands, one option syntax with help on every flag, the ad-hoc compare grid, and
+bad input refused in one line before anything is computed."""
+
+import json
+import re
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from experiments.grids import GridSpec, parse_seeds
+from kd_cli.app import app
+from kd_cli.options import parse_grid, parse_pairs
+
+runner = CliRunner()
+SUBCOMMANDS = ("prepare", "train", "compare", "sweep", "distill", "bench")
+SMALL = ["--task-options", "num_train=128", "--task-options", "num_dev=32", "--task-options", "num_test=64", "--env-kwargs", "batch_size=16"]
+
+
+def test_help_lists_subcommands_and_every_flag_has_help():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0 and all(name in result.output for name in SUBCOMMANDS)
+    group = typer.main.get_command(app)
+    for name in SUBCOMMANDS:
+        command = group.commands[name]
+        assert command.help, name
+        for param in command.params:
+            assert getattr(param, "help", None), f"{name} {param.name}"
+        assert runner.invoke(app, [name, "--help"]).exit_code == 0
+
+
+def test_option_syntax_pairs_json_objects_and_grids():
+    assert parse_pairs(["batch_size=16", "reward=ce_gain", "features=[\"semantic\"]", "x=null"], "--env-kwargs") == {
+        "batch_size": 16, "reward": "ce_gain", "features": ["semantic"], "x": None}
+    assert parse_pairs(['{"a": 1, "b": {"c": 2}}', "a=3"], "--env-kwargs") == {"a": 3, "b": {"c": 2}}
+    assert parse_grid(["reward=[\"student_ce\", \"ce_gain\"]"], "--env-grid") == {"reward": ["student_ce", "ce_gain"]}
+    for bad in (["batch_size"], ["=3"], ["{not json"]):
+        with pytest.raises(typer.BadParameter):
+            parse_pairs(bad, "--env-kwargs")
+    with pytest.raises(typer.BadParameter, match="JSON list"):
+        parse_grid(["reward=ce_gain"], "--env-grid")
+
+
+def test_seeds_ranges_and_lists():
+    assert parse_seeds("0-4") == (0, 1, 2, 3, 4)
+    assert parse_seeds("0,2,5") == (0, 2, 5)
+    assert parse_seeds("0-2, 7") == (0, 1, 2, 7)
+    assert parse_seeds(3) == (3,) and parse_seeds([1, 0]) == (0, 1)
+    for bad in ("0-", "a", "3-1", "1..3", ""):
+        with pytest.raises(ValueError, match="malformed seeds"):
+            parse_seeds(bad)
+
+
+def test_ad_hoc_grid_from_flags_and_file(tmp_path):
+    spec = GridSpec.from_mapping({"tasks": ["csv:a.csv"], "agents": "reinforce, avg_kd,ca_mkd", "seeds": "0-1", "student": "transformer",
+                                  "teachers": ["minilm-l6", "ckpt/dir"], "epochs": 2, "env_kwargs": {"batch_size": 16}})
+    preset = spec.to_preset()
+    assert preset.tasks == ("csv:a.csv",) and preset.seeds == (0, 1) and preset.epochs == 2
+    assert [e.label for e in preset.entries] == ["reinforce", "avg_kd", "ca_mkd"]
+    assert preset.entries[0].epoch_kwargs == {"pretrain_student_steps": 1, "pretrain_selector_steps": 1}  # the preset recipe
+    assert preset.entries[2].env_id == "kd_env/TeacherWeighting-v0"
+    assert preset.common_env_kwargs["teachers"] == ["minilm-l6", "ckpt/dir"] and preset.common_env_kwargs["batch_size"] == 16
+    assert preset.common_env_kwargs["reward"] == "ce_gain" and not preset.single_teachers
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("task: csv:a.csv\nagents: [no_kd, ppo]\nseeds: 0-2\nepochs: 4\n")
+    from_file = GridSpec.from_file(grid, {"seeds": "5"})
+    assert from_file.agents == ("no_kd", "ppo") and from_file.seeds == (5,) and from_file.epochs == 4
+    (tmp_path / "grid.json").write_text(json.dumps({"tasks": ["synthetic"], "agents": ["avg_kd"], "colour": 1}))
+    with pytest.raises(ValueError, match=r"unknown grid keys \['colour'\]"):
+        GridSpec.from_file(tmp_path / "grid.json")
+
+
+def test_compare_runs_an_ad_hoc_grid(tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["compare", "--task", "synthetic", "--agents", "no_kd,avg_kd", "--seeds", "0", "--epochs", "1",
+                                 *SMALL, "--out", str(out), "--logdir", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["agent"] for r in records) == ["avg_kd", "no_kd"] and all(r["status"] == "ok" for r in records)
+    assert (out / "table.md").is_file()
+
+
+@pytest.fixture
+def no_compute(monkeypatch):
+    """Any training, grid or env construction fails the test: errors must come first."""
+    import experiments.compare
+    import experiments.distill
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("compute started before the input was checked")
+
+    monkeypatch.setattr(experiments.compare, "run_grid", refuse)
+    monkeypatch.setattr(experiments.distill, "task_facts", refuse)
+    monkeypatch.setattr(experiments.distill, "train", refuse)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["compare", "--task", "synthetic", "--agents", "avg_kd,dqn"], "unknown agent 'dqn'"),
+    (["compare", "--task", "synthetic", "--seeds", "0-x"], "malformed seeds '0-x'"),
+    (["compare", "--preset", "quick", "--agents", "avg_kd"], "either --preset or an ad-hoc grid"),
+    (["compare", "--preset", "huge"], "unknown preset 'huge'"),
+    (["sweep", "--agents", "avg_kd,dqn", "--total-steps", "5"], "unknown agent 'dqn'"),
+    (["train", "--agent", "dqn", "--total-steps", "5"], "unknown agent 'dqn'"),
+    (["distill", "--task", "synthetic", "--out", "OUT", "--agent", "dqn"], "unknown agent 'dqn'"),
+    (["distill", "--task", "synthetic", "--out", "OUT", "--teacher", "MISSING"], "checkpoint folder .*no-such-teacher does not exist"),
+])
+def test_bad_input_is_one_line_before_compute(tmp_path, no_compute, args, message):
+    args = [a.replace("OUT", str(tmp_path / "out")).replace("MISSING", str(tmp_path / "no-such-teacher")) for a in args]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    error = result.stderr.strip()
+    assert error.startswith("error: ") and "\n" not in error
+    assert re.search(message, error), error
+
+
+def test_distill_refuses_a_non_empty_out(tmp_path, no_compute):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = runner.invoke(app, ["distill", "--task", "synthetic", "--out", str(out)])
+    assert result.exit_code == 2 and "not empty; pass --overwrite" in result.stderr
+    assert (out / "keep.txt").read_text() == "mine"
