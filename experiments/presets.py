@@ -28,11 +28,19 @@ PPO = GridEntry(
     agent_kwargs={"algo_kwargs": {"n_steps": 32, "batch_size": 32, "learning_rate": 0.03, "gamma": 0.0, "clip_range": 0.3}},
     profile_selection=True,
 )
+# The same PPO with per-instance credit: each instance of a batch is one sub-env rewarded with its own
+# instance reward (agents.instance_vec); n_steps counts env steps, each giving B samples.
+PPO_INSTANCE = GridEntry(
+    label="ppo_instance",
+    agent="ppo_instance",
+    agent_kwargs={"algo_kwargs": {"n_steps": 32, "batch_size": 256, "learning_rate": 0.003, "gamma": 0.0, "clip_range": 0.3}},
+    profile_selection=True,
+)
 NO_KD = GridEntry(label="no_kd", agent="no_kd", env_kwargs={"empty_selection": "hard_label"})
 AVG_KD = GridEntry(label="avg_kd", agent="avg_kd")
 CA_MKD = GridEntry(label="ca_mkd", agent="ca_mkd", env_id=WEIGHT_ENV)
 
-QUICK_ENTRIES = (NO_KD, AVG_KD, CA_MKD, REINFORCE, PPO)
+QUICK_ENTRIES = (NO_KD, AVG_KD, CA_MKD, REINFORCE, PPO, PPO_INSTANCE)
 FULL_ENTRIES = QUICK_ENTRIES + (
     GridEntry(label="best_teacher", agent="best_teacher"),
     GridEntry(label="random", agent="random"),
@@ -42,6 +50,7 @@ FULL_ENTRIES = QUICK_ENTRIES + (
     GridEntry(label="reinforce_paper", agent="reinforce", agent_kwargs={"advantage": "episode"},
               epoch_kwargs={"pretrain_student_steps": 1, "pretrain_selector_steps": 1}, profile_selection=True),
     GridEntry(label="a2c", agent="a2c", profile_selection=True),
+    GridEntry(label="a2c_instance", agent="a2c_instance", profile_selection=True),
 )
 
 PRESETS = {
