@@ -116,3 +116,11 @@ def test_instance_agent_logs_sb3_tags_at_env_steps(small_env_kwargs, tmp_path):
     assert result.env_steps == 32
     assert scalar_steps(result.run_dir, "train/policy_gradient_loss") == [32]
     assert scalar_steps(result.run_dir, "rollout/ep_rew_mean") == [16, 32]
+
+
+def test_instance_ppo_weights_teachers_with_an_mlp_policy(small_env_kwargs):
+    env = ContinuingStudent(gym.make("kd_env/TeacherWeighting-v0", **small_env_kwargs))
+    agent = agents.make("ppo_instance", env, policy="mlp", algo_kwargs={"n_steps": 4, "batch_size": 64})
+    agent.learn(8)
+    obs, _ = env.reset(seed=1)
+    assert env.action_space.contains(agent.predict(obs).astype(np.float32))
