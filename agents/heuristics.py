@@ -4,6 +4,10 @@ Selection rules (both env ids): ``no_kd`` (nothing selected: hard labels only, u
 ``empty_selection="hard_label"``), ``avg_kd`` (all teachers), ``single_teacher`` (one given teacher),
 ``best_teacher`` (the teacher with the best dev accuracy), ``random`` (each teacher with probability p).
 
+Privileged references (both env ids), which bound what per-instance selection can reach rather than
+compete with learners: ``correct_teachers`` (per instance, the teachers whose top class is the gold
+label) and ``oracle`` (the task's known answer, where it has one: the synthetic task's experts).
+
 Weighting rules (``TeacherWeighting-v0`` only; i = instance, m = teacher, l = teacher CE vs gold,
 H = teacher entropy, both recovered from the observation):
 ``ca_mkd`` ``(1 - softmax_m(l_i.)) / (M - 1)`` (Zhang et al. 2022), ``ebkd`` ``1 - H_im / sum_m H_im``
@@ -52,6 +56,10 @@ class RuleConfig:
     """``single_teacher``: the teacher's name or index."""
     probability: float = 0.5
     """``random``: the chance of selecting each (instance, teacher)."""
+    fallback: str = "all"
+    """``correct_teachers``, for an instance no teacher gets right: ``all`` (Avg-KD there: wrong
+    teachers still carry dark knowledge), ``lowest_ce`` (the teacher closest to the gold label) or
+    ``none`` (nothing selected: the env's ``empty_selection`` decides)."""
 
 
 class RuleAgent(Agent):
@@ -133,8 +141,7 @@ class BestTeacher(SingleTeacher):
     """The single teacher with the highest dev accuracy (a teacher's own, not its student's)."""
 
     def __init__(self, env, config: RuleConfig) -> None:
-        dev = env.unwrapped.data.splits["dev"]
-        accuracy = (dev.teacher_logits.argmax(dim=-1) == dev.labels[:, None]).float().mean(dim=0)
+        accuracy = env.unwrapped.data.splits["dev"].teacher_correct().float().mean(dim=0)
         super().__init__(env, RuleConfig(seed=config.seed, teacher=int(accuracy.argmax())))
         self.config = config
 
@@ -153,6 +160,62 @@ class RandomSelection(RuleAgent):
 
     def _set_state(self, state: dict) -> None:
         self.rng.bit_generator.state = state["rng"]
+
+
+FALLBACKS = ("all", "lowest_ce", "none")
+
+
+class PrivilegedRule(RuleAgent):
+    """A reference that reads facts about the env's current batch from the env, not the observation.
+
+    So it works with any feature set; ``predict`` acts on the batch the env is at, whatever ``obs``
+    it is given (it is meant for driving its own env, not for scoring observations from elsewhere).
+    """
+
+    def _rows(self) -> np.ndarray:
+        return self.env.unwrapped.batch_indices
+
+
+@register("correct_teachers")
+class CorrectTeachers(PrivilegedRule):
+    """Per instance, the teachers whose top class is the gold label; ``fallback`` where none is.
+
+    Legitimate at training time (the gold label is known there, and the paper's state holds each
+    teacher's CE against it), and the reference for the headroom of per-instance selection.
+    """
+
+    def __init__(self, env, config: RuleConfig) -> None:
+        super().__init__(env, config)
+        if config.fallback not in FALLBACKS:
+            raise ValueError(f"unknown fallback {config.fallback!r}; expected one of {FALLBACKS}")
+        train = env.unwrapped.data.splits["train"]
+        self.correct = train.teacher_correct().numpy()
+        self.teacher_ce = train.teacher_ce.numpy()
+
+    def rule(self, grid):
+        rows = self._rows()
+        scores = self.correct[rows].astype(np.float32)
+        none_right = ~scores.any(axis=1)
+        if self.config.fallback == "all":
+            scores[none_right] = 1.0
+        elif self.config.fallback == "lowest_ce":
+            scores[none_right, self.teacher_ce[rows[none_right]].argmin(axis=1)] = 1.0
+        return scores
+
+
+@register("oracle")
+class Oracle(PrivilegedRule):
+    """The task's known answer per instance: the teachers its ``expert_mask`` marks (synthetic task)."""
+
+    def __init__(self, env, config: RuleConfig) -> None:
+        super().__init__(env, config)
+        mask = env.unwrapped.data.splits["train"].expert_mask
+        if mask is None:
+            raise ValueError(f"oracle needs a task with a known answer (an expert mask, e.g. synthetic); {env.unwrapped.task!r} has none")
+        self.mask = mask.numpy().astype(bool)
+
+    def rule(self, grid):
+        return self.mask[self._rows()].astype(np.float32)
 
 
 @register("ca_mkd")

@@ -18,8 +18,7 @@ def selection_profile(agent: Agent, env, steps: int | None = None) -> dict:
     probe = copy.deepcopy(env.unwrapped)
     if probe.action_mode != "select":
         raise ValueError("selection profiles are defined for TeacherSelection (binary) agents")
-    train = probe.data.splits["train"]
-    teacher_right = (train.teacher_logits.argmax(dim=-1) == train.labels[:, None]).numpy()
+    teacher_right = probe.data.splits["train"].teacher_correct().numpy()
     obs, _ = probe.reset(options={"keep_student": True})
     chosen, right = [], []
     for _ in range(steps or probe.episode_steps):

@@ -33,6 +33,14 @@ class SplitData:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    def teacher_correct(self) -> torch.Tensor:
+        """(N, K) bool: whether each teacher's top class is the gold label.
+
+        The one definition of "a teacher is right", shared by reference selectors, selection profiles
+        and reports, so they never disagree on ties or on which labels count as gold.
+        """
+        return self.teacher_logits.argmax(dim=-1) == self.labels[:, None]
+
     def validate(self, name: str, num_classes: int, num_teachers: int) -> None:
         n = len(self)
         if n == 0:
