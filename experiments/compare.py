@@ -18,9 +18,9 @@ import gymnasium as gym
 import torch
 from tqdm.auto import tqdm
 
-import agents
 import kd_env  # noqa: F401 - registers the env ids
-from agents.training import AGENT_DIR, TrainConfig, load_student, make_env, train
+from agents.checkpoints import load_agent, load_student
+from agents.training import TrainConfig, make_env, train
 from experiments.results import EpisodeCurves, RunRecord, append_record, completed_keys, run_key
 from experiments.selection import selection_profile
 
@@ -57,6 +57,13 @@ class Preset:
     entries: tuple[GridEntry, ...]
     single_teachers: bool = True
     """Add one ``single:<teacher>`` entry per teacher of each task."""
+    regimes: dict = field(default_factory=dict)
+    """Names in ``tasks`` that stand for env kwargs (a task with a teacher pool, a student...): a
+    regime is reported under its name like a task."""
+
+    def task_env_kwargs(self, task: str) -> dict:
+        """The env kwargs that make ``task`` (a task name, or a regime name of ``regimes``)."""
+        return dict(self.regimes.get(task, {"task": task}))
 
 
 def entries_for_task(preset: Preset, teacher_names: tuple[str, ...]) -> list[GridEntry]:
@@ -69,7 +76,7 @@ def entries_for_task(preset: Preset, teacher_names: tuple[str, ...]) -> list[Gri
 
 def task_facts(preset: Preset, task: str) -> tuple[tuple[str, ...], int, dict[str, float]]:
     """The task's teacher names, its episode length and each teacher's own test accuracy."""
-    env = gym.make(SELECT_ENV, task=task, **preset.common_env_kwargs).unwrapped
+    env = gym.make(SELECT_ENV, **{**preset.common_env_kwargs, **preset.task_env_kwargs(task)}).unwrapped
     test = env.data.splits["test"]
     correct = (test.teacher_logits.argmax(dim=-1) == test.labels[:, None]).float().mean(dim=0)
     accuracy = {name: float(value) for name, value in zip(env.teacher_names, correct)}
@@ -80,6 +87,8 @@ def task_facts(preset: Preset, task: str) -> tuple[tuple[str, ...], int, dict[st
 class PendingRun:
     """One (task, entry, seed) of the grid not yet in the results file."""
 
+    task: str
+    """The task or regime name the run is reported under."""
     entry: GridEntry
     config: TrainConfig
     record_config: dict
@@ -106,7 +115,7 @@ def pending_runs(preset: Preset, done: set[str], logdir: str | Path) -> list[Pen
                     total_steps=preset.epochs * episode_steps + stage_kwargs.get("pretrain_selector_steps", 0),
                     seed=seed,
                     env_id=entry.env_id,
-                    env_kwargs={**preset.common_env_kwargs, "task": task, **entry.env_kwargs},
+                    env_kwargs={**preset.common_env_kwargs, **preset.task_env_kwargs(task), **entry.env_kwargs},
                     agent_kwargs={**entry.agent_kwargs, **stage_kwargs},
                     logdir=str(logdir),
                     log_every=10,
@@ -115,7 +124,7 @@ def pending_runs(preset: Preset, done: set[str], logdir: str | Path) -> list[Pen
                 record_config = {"preset": preset.name, "train": asdict(config) | {"logdir": None}}
                 if run_key(entry.label, task, seed, record_config) not in done:
                     order = (entry_position, task_position, seed)
-                    pending.append((order, PendingRun(entry, config, record_config, teachers, teacher_accuracy)))
+                    pending.append((order, PendingRun(task, entry, config, record_config, teachers, teacher_accuracy)))
     return [run for _, run in sorted(pending, key=lambda item: item[0])]
 
 
@@ -152,15 +161,15 @@ def run_grid(preset: Preset, results_path: str | Path, logdir: str | Path, worke
 
 def execute(run: PendingRun) -> RunRecord:
     config = run.config
-    log.info("run %s / %s / seed %d (%d steps)", config.env_kwargs["task"], run.entry.label, config.seed, config.total_steps)
-    return run_one(run.entry, config, run.record_config, run.teachers, run.teacher_accuracy)
+    log.info("run %s / %s / seed %d (%d steps)", run.task, run.entry.label, config.seed, config.total_steps)
+    return run_one(run.task, run.entry, config, run.record_config, run.teachers, run.teacher_accuracy)
 
 
-def run_one(entry: GridEntry, config: TrainConfig, record_config: dict, teachers, teacher_accuracy) -> RunRecord:
+def run_one(task: str, entry: GridEntry, config: TrainConfig, record_config: dict, teachers, teacher_accuracy) -> RunRecord:
     """Train, profile if asked, and turn the outcome (or the error) into a record."""
     curves = EpisodeCurves()
     common = dict(
-        agent=entry.label, task=config.env_kwargs["task"], seed=config.seed,
+        agent=entry.label, task=task, seed=config.seed,
         student=config.env_kwargs.get("student", "head"), teachers=list(teachers), config=record_config,
         teacher_test_accuracy=teacher_accuracy,
     )
@@ -183,4 +192,4 @@ def profile(config: TrainConfig, run_dir: Path) -> dict:
     env = make_env(config)
     env.reset(seed=config.seed)
     load_student(run_dir, env)
-    return selection_profile(agents.load(run_dir / AGENT_DIR, env), env)
+    return selection_profile(load_agent(run_dir, env), env)

@@ -13,8 +13,8 @@ from gymnasium import spaces
 from kd_env import rewards as reward_fns
 from kd_env.arguments import require_train_size, validate_env_arguments
 from kd_env.devices import resolve_device
-from kd_env.distill import KDConfig, kd_loss, normalise_weights, weights_from_selection
-from kd_env.episode import EpisodeBatches
+from kd_env.distill import KDConfig, kd_loss, weights_from_action
+from kd_env.episode import EpisodeBatches, episode_order
 from kd_env.features import (
     FEATURE_GROUPS,
     FeatureLayout,
@@ -92,8 +92,8 @@ class TeacherSelectionEnv(gym.Env):
     ## Arguments
     ``task`` (default ``twitter-sentiment``: real tweets, three fine-tuned teachers, prepared and cached
     on first use; ``synthetic``, ``bbc-news``, ``glue:NAME``, ``csv:PATH``, ``json:PATH``: see
-    ``kd_env.tasks``), ``teachers`` (names or spec dicts; None = the task's defaults), ``task_options``,
-    ``student`` (``head`` or ``transformer``), ``student_options``, ``action_mode``, ``batch_size``, ``episode_steps``, ``alpha``,
+    ``kd_env.tasks``), ``teachers`` (names or spec dicts, or a pool name of ``kd_env.pools``; None = the task's defaults), ``task_options``,
+    ``student`` (``head``, ``transformer`` or ``bow``), ``student_options``, ``action_mode``, ``batch_size``, ``episode_steps``, ``alpha``,
     ``temperature``, ``tau_squared``, ``aggregation``, ``empty_selection``, ``reward``,
     ``terminal_bonus``, ``features`` (group names; None = all), ``semantic_dim``, ``learning_rate`` (None: the student's default),
     ``weight_decay``, ``probe_size`` (dev instances for ``dev_gain``), ``device``. All are JSON-friendly,
@@ -108,7 +108,7 @@ class TeacherSelectionEnv(gym.Env):
     def __init__(
         self,
         task: str = "twitter-sentiment",
-        teachers: list[str] | None = None,
+        teachers: list | str | None = None,
         task_options: dict | None = None,
         student: str = "head",
         student_options: dict | None = None,
@@ -298,11 +298,7 @@ class TeacherSelectionEnv(gym.Env):
 
     def _new_episode_batches(self) -> None:
         """Shuffled passes over the training split, enough for the episode and one batch past its end."""
-        n = len(self._labels)
-        usable = (n // self.batch_size) * self.batch_size
-        needed = (self.episode_steps + 1) * self.batch_size
-        passes = [self.np_random.permutation(n)[:usable] for _ in range(math.ceil(needed / usable))]
-        order = np.concatenate(passes)[:needed].reshape(self.episode_steps + 1, self.batch_size)
+        order = episode_order(self.np_random, len(self._labels), self.batch_size, self.episode_steps)
         self._episode = EpisodeBatches.gather(order, self._labels, self._inputs, self._oracle)
         self._static_features = StaticFeatureChunks(
             self.layout, self._teacher_logits_np, self._semantic, self._episode.indices, self._episode.labels_np
@@ -344,26 +340,7 @@ class TeacherSelectionEnv(gym.Env):
     def _weights_from_action(self, action) -> np.ndarray:
         """Validate an action (raising without touching any state) and turn it into (B, K) weights."""
         expected = (self.batch_size * self.num_teachers,)
-        try:
-            array = np.asarray(action)
-        except Exception as error:  # noqa: BLE001 - any unconvertible object is a bad action
-            raise ValueError(f"action must be an array of shape {expected}, got {type(action).__name__}") from error
-        if array.shape != expected:
-            raise ValueError(f"action must have shape {expected} (B*K, row-major (instance, teacher)), got {array.shape}")
-        if array.dtype.kind not in "biuf":
-            raise ValueError(f"action must be numeric (bool, int or float), got dtype {array.dtype}")
-        values = array.astype(np.float32)
-        if self.action_mode == "select":
-            # v * (1 - v) == 0 holds exactly for 0 and 1, and is False for any other value, NaN or inf.
-            if not (values * (1.0 - values) == 0.0).all():
-                bad = array[(array != 0) & (array != 1)][:5]
-                raise ValueError(f"a MultiBinary action holds only 0 and 1; got values {bad.tolist()} (NaN or inf included)")
-            return weights_from_selection(values.reshape(self.batch_size, self.num_teachers), self.empty_selection)
-        if not np.isfinite(values).all():
-            raise ValueError("weights contain NaN or inf")
-        if values.min() < 0 or values.max() > 1:
-            raise ValueError(f"weights must lie in [0, 1]; got min {values.min()}, max {values.max()}")
-        return normalise_weights(values.reshape(self.batch_size, self.num_teachers), self.empty_selection)
+        return weights_from_action(action, self.action_mode, expected, self.num_teachers, self.empty_selection)
 
     @torch.no_grad()
     def _losses_around_step(self, step, labels, teacher_logits, weights, parts, after_logits):

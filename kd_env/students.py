@@ -155,19 +155,80 @@ def _build_transformer(data: DistillationData, **options) -> nn.Module:
     return TransformerStudent(encoder, data.num_classes, config.mixed_precision)
 
 
+@dataclass(frozen=True)
+class BagStudentConfig:
+    """The ``bow`` student's options (``student_options``)."""
+
+    embedding_dim: int = 64
+    """Width of the trainable word-piece embeddings (ignored with ``pretrained_embeddings``)."""
+    hidden: int = 64
+    pretrained_embeddings: str | None = None
+    """An encoder whose input-embedding matrix initialises the embeddings; None = random."""
+    tokenizer: str = "minilm-l6"
+    """Tokenizer name or directory (word pieces; its vocabulary sizes the embedding table)."""
+    max_length: int = 64
+
+    @classmethod
+    def from_options(cls, options: dict | None) -> "BagStudentConfig":
+        config = config_from_options(cls, options, "bow student")
+        for name in ("embedding_dim", "hidden", "max_length"):
+            if getattr(config, name) < 1:
+                raise ValueError(f"bow student: {name} must be >= 1, got {getattr(config, name)}")
+        return config
+
+    @property
+    def tokenizer_name(self) -> str:
+        return self.pretrained_embeddings or self.tokenizer
+
+
+class BagStudent(nn.Module):
+    """Mean of trainable word-piece embeddings -> MLP: a small student that shares no backbone with
+    any teacher, so it has a real capacity gap for distillation to fill."""
+
+    def __init__(self, embedding: nn.Embedding, num_classes: int, hidden: int) -> None:
+        super().__init__()
+        self.embedding = embedding
+        self.net = nn.Sequential(nn.Linear(embedding.embedding_dim, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        mask = inputs["attention_mask"].unsqueeze(-1).to(self.embedding.weight.dtype)
+        summed = (self.embedding(inputs["input_ids"]) * mask).sum(dim=1)
+        return self.net(summed / mask.sum(dim=1).clamp_min(1.0))
+
+
+def _build_bow(data: DistillationData, **options) -> nn.Module:
+    from kd_env.text_models import load_tokenizer
+
+    config = BagStudentConfig.from_options(options)
+    if "input_ids" not in data.splits["train"].student_inputs:
+        raise ValueError(f"the bow student needs token inputs; task {data.task!r} provides {sorted(data.splits['train'].student_inputs)}")
+    if config.pretrained_embeddings is not None:
+        from kd_env.text_models import load_encoder
+
+        weights = load_encoder(config.pretrained_embeddings).get_input_embeddings().weight.detach().clone()
+        embedding = nn.Embedding.from_pretrained(weights, freeze=False)
+    else:
+        embedding = nn.Embedding(len(load_tokenizer(config.tokenizer)), config.embedding_dim)
+    return BagStudent(embedding, data.num_classes, config.hidden)
+
+
+# What each token-reading student's options say about tokenising: (tokenizer name, max length).
+TOKENIZED_STUDENT_CONFIGS = {"transformer": TransformerStudentConfig, "bow": BagStudentConfig}
+
+
 def student_text_inputs(name: str, options: dict | None) -> tuple[str, int] | None:
     """What a text task must give a student: None = frozen sentence vectors (``features``), else the
     (tokenizer, max_length) to tokenise every split with."""
     if name not in STUDENT_BUILDERS:
         raise ValueError(f"unknown student {name!r}; available: {sorted(STUDENT_BUILDERS)}")
-    if name == "head":
+    if name not in TOKENIZED_STUDENT_CONFIGS:
         return None
-    config = TransformerStudentConfig.from_options(options)
+    config = TOKENIZED_STUDENT_CONFIGS[name].from_options(options)
     return config.tokenizer_name, config.max_length
 
 
-STUDENT_BUILDERS: dict[str, Callable[..., nn.Module]] = {"head": _build_head, "transformer": _build_transformer}
-DEFAULT_LEARNING_RATES = {"head": 3e-3, "transformer": 5e-5}
+STUDENT_BUILDERS: dict[str, Callable[..., nn.Module]] = {"head": _build_head, "transformer": _build_transformer, "bow": _build_bow}
+DEFAULT_LEARNING_RATES = {"head": 3e-3, "transformer": 5e-5, "bow": 3e-3}
 
 
 def default_learning_rate(name: str) -> float:

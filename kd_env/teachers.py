@@ -25,6 +25,8 @@ from kd_env.cache import ArrayStore, CacheEntry
 from kd_env.checkpoint_teachers import CheckpointTeacher, check_labels, checkpoint_teacher, looks_like_checkpoint, prepare_checkpoint_teacher
 from kd_env.data import SPLITS
 from kd_env.devices import resolve_device
+from kd_env.pools import pool_teachers
+from kd_env.slices import OUTSIDE_SLICE_MODES, SliceSpec, slice_masks, teacher_training_labels
 from kd_env.tasks import TextTask
 from kd_env.text_models import FineTuneConfig, TextClassifier, accuracy, encode, fine_tune, load_encoder, load_tokenizer, mean_pool, predict
 
@@ -75,8 +77,21 @@ class TeacherSpec:
     warmup_fraction: float = 0.1
     evals_per_epoch: int = 3
     """Dev evaluations per epoch; the best one's weights are kept."""
+    slice: str | None = None
+    """The instances it learns honestly (``kd_env.slices``: ``cluster:M:i`` or ``classes:a,b``); None = all."""
+    outside_slice: str = "drop"
+    """What it learns outside its slice: ``drop`` (nothing), ``shift`` (gold + 1: a systematic bias),
+    ``random`` (random labels)."""
+    label_noise: float = 0.0
+    """Share of its training labels replaced by a different random class (a lower-quality teacher)."""
 
     def __post_init__(self) -> None:
+        if self.slice is not None:
+            SliceSpec.parse(self.slice)
+        if self.outside_slice not in OUTSIDE_SLICE_MODES:
+            raise ValueError(f"teacher {self.name!r}: outside_slice must be one of {list(OUTSIDE_SLICE_MODES)}, got {self.outside_slice!r}")
+        if not 0.0 <= self.label_noise < 1.0:
+            raise ValueError(f"teacher {self.name!r}: label_noise must be in [0, 1), got {self.label_noise}")
         if not 0.0 < self.train_fraction <= 1.0:
             raise ValueError(f"teacher {self.name!r}: train_fraction must be in (0, 1], got {self.train_fraction}")
         if self.epochs < 1 or self.batch_size < 1 or self.max_length < 8:
@@ -93,8 +108,11 @@ DEFAULT_TEACHERS = {
 }
 
 
-def resolve_teacher_specs(teachers: list | None) -> list[TeacherSpec]:
-    """Teacher names (``DEFAULT_TEACHERS`` keys) or dicts of ``TeacherSpec`` fields; None = the defaults."""
+def resolve_teacher_specs(teachers: list | str | None) -> list[TeacherSpec]:
+    """Teacher names (``DEFAULT_TEACHERS`` keys) or dicts of ``TeacherSpec`` fields, or the name of a
+    pool (``kd_env.pools``); None = the defaults."""
+    if isinstance(teachers, str):
+        teachers = pool_teachers(teachers)
     if teachers is None:
         return list(DEFAULT_TEACHERS.values())
     if not teachers:
@@ -182,9 +200,35 @@ class DiskTeacherCache:
         return TeacherOutputs(self._stacked.tensor(f"{split}.logits"), self._stacked.tensor(f"{split}.ce"), pooled)
 
 
-def teacher_description(task: TextTask, spec: TeacherSpec) -> dict:
-    """Everything a teacher's outputs depend on: the cache key's content."""
-    return {"task": task.fingerprint(), "classes": list(task.class_names), "spec": dataclasses.asdict(spec), "code_version": CODE_VERSION}
+def teacher_description(task: TextTask, spec: TeacherSpec, config: PreparationConfig | None = None) -> dict:
+    """Everything a teacher's outputs depend on: the cache key's content (cluster slices also depend
+    on the frozen encoder whose vectors are clustered)."""
+    description = {"task": task.fingerprint(), "classes": list(task.class_names), "spec": dataclasses.asdict(spec), "code_version": CODE_VERSION}
+    if spec.slice is not None and SliceSpec.parse(spec.slice).kind == "cluster":
+        config = config or PreparationConfig()
+        description["slice_vectors"] = embedding_description(task, config.semantic_encoder, config.semantic_max_length)
+    return description
+
+
+def teacher_slices(task: TextTask, specs: list[TeacherSpec], config: PreparationConfig) -> dict[str, dict[str, np.ndarray]]:
+    """Each distinct slice of ``specs`` -> its per-split masks; refuses a slice too small to train on
+    before any teacher is fine-tuned."""
+    labels = {split: task.splits[split].labels for split in SPLITS}
+    masks: dict[str, dict[str, np.ndarray]] = {}
+    for spec in specs:
+        if spec.slice is None or spec.slice in masks:
+            continue
+        parsed = SliceSpec.parse(spec.slice)
+        parsed.validate_classes(len(task.class_names))
+        vectors = None
+        if parsed.kind == "cluster":
+            entry = sentence_embeddings(task, config)
+            vectors = {split: np.asarray(entry.array(f"{split}.vectors")) for split in SPLITS}
+        masks[spec.slice] = slice_masks(parsed, labels, vectors)
+        size = int(masks[spec.slice]["train"].sum())
+        if size < spec.batch_size:
+            raise ValueError(f"teacher {spec.name!r}: slice {spec.slice!r} holds {size} training instances, fewer than one batch ({spec.batch_size})")
+    return masks
 
 
 def prepare_teachers(task: TextTask, specs: list[TeacherSpec], config: PreparationConfig) -> DiskTeacherCache:
@@ -193,13 +237,15 @@ def prepare_teachers(task: TextTask, specs: list[TeacherSpec], config: Preparati
     checkpoints = [spec for spec in specs if isinstance(spec, CheckpointTeacher)]
     for spec in checkpoints:  # a checkpoint whose labels do not fit stops everything before any teacher runs
         check_labels(spec, task.class_names)
+    masks = teacher_slices(task, [spec for spec in specs if not isinstance(spec, CheckpointTeacher)], config)
     entries = {}
     for spec in specs:
         if isinstance(spec, CheckpointTeacher):
             entries[spec.name] = prepare_checkpoint_teacher(task, spec, store, config)
             continue
         entries[spec.name] = store.get_or_build(
-            "teachers", teacher_description(task, spec), lambda folder, spec=spec: _build_teacher(task, spec, config, folder)
+            "teachers", teacher_description(task, spec, config),
+            lambda folder, spec=spec: _build_teacher(task, spec, config, folder, masks.get(spec.slice)),
         )
     return DiskTeacherCache(entries, store)
 
@@ -214,7 +260,7 @@ def load_teacher_model(entry: CacheEntry, cache_dir: str | None = None) -> TextC
     return model.eval()
 
 
-def _build_teacher(task: TextTask, spec: TeacherSpec, config: PreparationConfig, folder: Path):
+def _build_teacher(task: TextTask, spec: TeacherSpec, config: PreparationConfig, folder: Path, masks: dict[str, np.ndarray] | None):
     from safetensors.torch import save_file
 
     torch_device = resolve_device(config.device)
@@ -222,29 +268,45 @@ def _build_teacher(task: TextTask, spec: TeacherSpec, config: PreparationConfig,
     tokenizer = load_tokenizer(spec.encoder, config.cache_dir)
     encoded = {split: encode(tokenizer, task.splits[split], spec.max_length) for split in SPLITS}
     labels = {split: task.splits[split].labels for split in SPLITS}
-    train_ids = np.arange(len(encoded["train"]))
+    # The teacher's dev labels follow the same rule as its training labels: a biased teacher's own
+    # checkpoint selection cannot see the gold labels it was never given.
+    train_ids, taught = _taught_labels(spec, labels, masks, "train", len(task.class_names))
+    dev_ids, dev_taught = _taught_labels(spec, labels, masks, "dev", len(task.class_names))
     if spec.train_fraction < 1.0:
         size = max(1, round(spec.train_fraction * len(train_ids)))
-        train_ids = np.sort(np.random.default_rng(spec.seed).permutation(train_ids)[:size])
+        keep = np.sort(np.random.default_rng(spec.seed).permutation(len(train_ids))[:size])
+        train_ids, taught = train_ids[keep], taught[keep]
     train_subset = encoded["train"].subset(train_ids)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
         model = TextClassifier(load_encoder(spec.encoder, spec.num_layers, config.cache_dir), len(task.class_names)).to(torch_device)
     tune = FineTuneConfig(spec.epochs, spec.learning_rate, spec.batch_size, spec.warmup_fraction, spec.evals_per_epoch, spec.seed)
-    summary = fine_tune(model, (train_subset, labels["train"][train_ids]), (encoded["dev"], labels["dev"]), tune, torch_device,
+    summary = fine_tune(model, (train_subset, taught), (encoded["dev"].subset(dev_ids), dev_taught), tune, torch_device,
                         config.mixed_precision, desc=f"fine-tune {spec.name} on {task.name}")
-    arrays, accuracies = {}, {}
+    arrays, accuracies, slice_accuracies = {}, {}, {}
     for split in SPLITS:
         logits, pooled = predict(model, encoded[split], torch_device, config.inference_batch_size, config.mixed_precision, desc=f"{spec.name}: {split} outputs")
         log_probs = torch.log_softmax(torch.from_numpy(logits), dim=1)
         ce = -log_probs[torch.arange(len(logits)), torch.from_numpy(labels[split]).long()]
         arrays.update({f"{split}.logits": logits, f"{split}.pooled": pooled, f"{split}.ce": ce.numpy()})
         accuracies[split] = accuracy(logits, labels[split])
+        if masks is not None:
+            in_slice = masks[split]
+            slice_accuracies[split] = {"in_slice": accuracy(logits[in_slice], labels[split][in_slice]),
+                                       "outside_slice": accuracy(logits[~in_slice], labels[split][~in_slice])}
     save_file({k: v.contiguous() for k, v in model.cpu().state_dict().items()}, folder / "model.safetensors")
     logger.info("teacher %s on %s: accuracy %s, prepared in %.0f s", spec.name, task.name, accuracies, time.perf_counter() - started)
-    meta = {"spec": dataclasses.asdict(spec), "classes": list(task.class_names), "accuracy": accuracies,
+    meta = {"spec": dataclasses.asdict(spec), "classes": list(task.class_names), "accuracy": accuracies, "slice_accuracy": slice_accuracies,
             "prepare_seconds": time.perf_counter() - started, "device": str(torch_device), **summary}
     return arrays, meta
+
+
+def _taught_labels(spec: TeacherSpec, labels: dict[str, np.ndarray], masks: dict[str, np.ndarray] | None, split: str, num_classes: int):
+    seed = spec.seed + SPLITS.index(split)
+    ids, taught = teacher_training_labels(labels[split], None if masks is None else masks[split], spec.outside_slice, spec.label_noise, num_classes, seed)
+    if len(ids) == 0:
+        raise ValueError(f"teacher {spec.name!r}: slice {spec.slice!r} holds no {split} instances")
+    return ids, taught
 
 
 def embedding_description(task: TextTask, encoder: str, max_length: int) -> dict:

@@ -2,7 +2,6 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from tiny_text import sentiment_rows, write_csv, write_tiny_bert
 
 import kd_env  # noqa: F401 - registers the env ids
 from kd_env import teachers as teachers_module
@@ -12,16 +11,6 @@ from kd_env.problems import build_distillation_data
 from kd_env.tasks import load_task
 from kd_env.teachers import PreparationConfig, prepare_teachers, resolve_teacher_specs
 from kd_env.text_models import load_encoder
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    return write_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
-
-
-@pytest.fixture(scope="module")
-def reviews_csv(tmp_path_factory):
-    return write_csv(tmp_path_factory.mktemp("data") / "reviews.csv", sentiment_rows(160))
 
 
 def tiny_teachers(encoder):
