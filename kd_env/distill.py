@@ -75,16 +75,45 @@ def weights_from_selection(selection: np.ndarray, empty: str = "hard_label") -> 
 
 
 def normalise_weights(scores: np.ndarray, empty: str = "hard_label") -> np.ndarray:
-    """Non-negative (B, K) scores -> float32 weights summing to 1 per instance (all-zero rows: see ``empty``)."""
+    """Non-negative (..., B, K) scores -> float32 weights summing to 1 per instance (all-zero rows: see ``empty``)."""
     if empty not in EMPTY_SELECTION_FALLBACKS:
         raise ValueError(f"unknown empty-selection fallback {empty!r}; expected one of {EMPTY_SELECTION_FALLBACKS}")
     scores = np.asarray(scores, dtype=np.float32)
-    totals = scores.sum(axis=1, keepdims=True)
+    totals = scores.sum(axis=-1, keepdims=True)
     empty_rows = totals < MIN_ROW_TOTAL
     if empty_rows.any():
         scores = np.where(empty_rows, np.float32(1.0 if empty == "all_teachers" else 0.0), scores)
-        totals = scores.sum(axis=1, keepdims=True)
+        totals = scores.sum(axis=-1, keepdims=True)
     return scores / np.maximum(totals, MIN_ROW_TOTAL)
+
+
+def weights_from_action(action, action_mode: str, expected_shape: tuple[int, ...], num_teachers: int, empty: str) -> np.ndarray:
+    """Validate a flat action (raising on anything malformed) and turn it into (..., B, K) weights.
+
+    ``action_mode`` is ``select`` (0/1 per (instance, teacher), averaged over the selected) or
+    ``weights`` (scores in [0, 1], normalised per instance). ``expected_shape`` ends with B*K in
+    row-major (instance, teacher) order; leading axes (one per vectorised env) are kept.
+    """
+    try:
+        array = np.asarray(action)
+    except Exception as error:  # noqa: BLE001 - any unconvertible object is a bad action
+        raise ValueError(f"action must be an array of shape {expected_shape}, got {type(action).__name__}") from error
+    if array.shape != expected_shape:
+        raise ValueError(f"action must have shape {expected_shape} (B*K, row-major (instance, teacher)), got {array.shape}")
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"action must be numeric (bool, int or float), got dtype {array.dtype}")
+    values = array.astype(np.float32).reshape(*expected_shape[:-1], -1, num_teachers)
+    if action_mode == "select":
+        # v * (1 - v) == 0 holds exactly for 0 and 1, and is False for any other value, NaN or inf.
+        if not (values * (1.0 - values) == 0.0).all():
+            bad = array[(array != 0) & (array != 1)][:5]
+            raise ValueError(f"a MultiBinary action holds only 0 and 1; got values {bad.tolist()} (NaN or inf included)")
+        return weights_from_selection(values, empty)
+    if not np.isfinite(values).all():
+        raise ValueError("weights contain NaN or inf")
+    if values.min() < 0 or values.max() > 1:
+        raise ValueError(f"weights must lie in [0, 1]; got min {values.min()}, max {values.max()}")
+    return normalise_weights(values, empty)
 
 
 def soft_cross_entropy(target_probs: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:

@@ -9,10 +9,20 @@ batch, so N envs do not hold N copies of them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+
+def episode_order(rng: np.random.Generator, num_train: int, batch_size: int, episode_steps: int) -> np.ndarray:
+    """(episode_steps + 1, B) training indices: shuffled passes, enough for the episode and one batch
+    past its end (the pending batch of the last step), each pass dropping its last partial batch."""
+    usable = (num_train // batch_size) * batch_size
+    needed = (episode_steps + 1) * batch_size
+    passes = [rng.permutation(num_train)[:usable] for _ in range(math.ceil(needed / usable))]
+    return np.concatenate(passes)[:needed].reshape(episode_steps + 1, batch_size)
 
 
 @dataclass(frozen=True)

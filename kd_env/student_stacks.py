@@ -1,0 +1,108 @@
+"""N independent students behind one interface, so a vector env trains them as one computation.
+
+A stack's ``forward`` takes a dict of (N, R, ...) inputs (row i for student i) and returns (N, R, C)
+logits; its parameters feed one optimizer. Two kinds:
+
+* ``HeadStack`` (the ``head`` student): the N MLPs' weights are stacked into (N, ...) tensors and run
+  with batched matmuls (``baddbmm``), so the forward and backward cost a handful of kernel calls
+  whatever N is. AdamW is elementwise, so one AdamW over the stacked tensors is exactly N independent
+  AdamWs while every student has taken the same number of steps (the vector env keeps them in
+  lockstep).
+* ``LoopStack`` (any other student): a Python loop over N ordinary modules, one forward each; the
+  optimizer still covers all of them in one ``step``. The per-env fallback: correct for every
+  student, as slow as N single envs.
+
+Students are built by ``kd_env.students.build_student`` with each env's seed, so student i starts
+exactly as a single env's student would.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from kd_env.students import HeadStudent
+
+STACKABLE_STUDENTS = ("head",)
+
+
+class HeadStack:
+    """N ``HeadStudent`` MLPs (Linear -> ReLU -> Linear) as stacked tensors."""
+
+    cheap_forward = HeadStudent.cheap_forward
+
+    def __init__(self, students: list[nn.Module]) -> None:
+        for student in students:
+            if not isinstance(student, HeadStudent) or [type(m) for m in student.net] != [nn.Linear, nn.ReLU, nn.Linear]:
+                raise TypeError(f"HeadStack stacks HeadStudent(Linear, ReLU, Linear) modules, got {student!r}")
+        self._prototype = students[0]
+        # Standardisation statistics come from the training split: the same for every student.
+        self.mean, self.std = self._prototype.mean, self._prototype.std
+        first = [s.net[0] for s in students]
+        second = [s.net[2] for s in students]
+        self.w1 = torch.stack([m.weight.detach() for m in first]).requires_grad_()
+        self.b1 = torch.stack([m.bias.detach() for m in first]).unsqueeze(1).requires_grad_()
+        self.w2 = torch.stack([m.weight.detach() for m in second]).requires_grad_()
+        self.b2 = torch.stack([m.bias.detach() for m in second]).unsqueeze(1).requires_grad_()
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [self.w1, self.b1, self.w2, self.b2]
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = (inputs["features"] - self.mean) / self.std
+        hidden = torch.baddbmm(self.b1, x, self.w1.transpose(1, 2)).relu_()
+        return torch.baddbmm(self.b2, hidden, self.w2.transpose(1, 2))
+
+    def train(self, mode: bool = True) -> None:
+        """Nothing to switch: the MLP has no dropout or normalisation layers."""
+
+    @torch.no_grad()
+    def student(self, i: int) -> nn.Module:
+        """Student i as an ordinary ``HeadStudent`` (a copy: training the stack does not change it)."""
+        module = copy.deepcopy(self._prototype)
+        module.net[0].weight.copy_(self.w1[i])
+        module.net[0].bias.copy_(self.b1[i, 0])
+        module.net[2].weight.copy_(self.w2[i])
+        module.net[2].bias.copy_(self.b2[i, 0])
+        return module
+
+
+class LoopStack:
+    """N ordinary student modules, run one after the other (the per-env fallback)."""
+
+    def __init__(self, students: list[nn.Module]) -> None:
+        self.students = students
+        self.cheap_forward = all(getattr(s, "cheap_forward", False) for s in students)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return [p for student in self.students for p in student.parameters()]
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.stack(
+            [student({name: t[i] for name, t in inputs.items()}).float() for i, student in enumerate(self.students)]
+        )
+
+    def train(self, mode: bool = True) -> None:
+        for student in self.students:
+            student.train(mode)
+
+    def student(self, i: int) -> nn.Module:
+        """Student i itself (not a copy)."""
+        return self.students[i]
+
+
+def require_stackable(name: str, per_env_fallback: bool) -> None:
+    """Raise unless the student is batched natively or the per-env loop was asked for."""
+    if name not in STACKABLE_STUDENTS and not per_env_fallback:
+        raise ValueError(
+            f"the {name!r} student has no batched implementation (batched: {list(STACKABLE_STUDENTS)}); "
+            "pass per_env_fallback=True to step its sub-envs one after the other"
+        )
+
+
+def stack_students(name: str, students: list[nn.Module], per_env_fallback: bool) -> HeadStack | LoopStack:
+    """The batched stack for a stackable student; else the per-env loop, if it was asked for."""
+    require_stackable(name, per_env_fallback)
+    return HeadStack(students) if name in STACKABLE_STUDENTS else LoopStack(students)

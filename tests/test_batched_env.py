@@ -1,0 +1,204 @@
+"""The batched vector env (``vector_entry_point``): sub-env i steps exactly like a single env seeded
+``seed + i``, for every reward and both action modes, across episode ends and ``keep_student`` resets.
+
+Batched matmuls sum in another order than single ones, so values agree to float rounding, amplified
+a little by training: ``RTOL``/``ATOL`` below are the documented tolerance.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.vector import AutoresetMode
+from stable_baselines3 import A2C, PPO
+
+import kd_env
+from agents.sb3 import SharedPairPolicy
+from agents.sb3_vec import BatchedVecEnv
+from kd_env import student_stacks
+from kd_env.batched_env import BatchedTeacherSelectionEnv
+from kd_env.rewards import REWARD_NAMES
+
+ENV_IDS = sorted(kd_env.ENV_IDS)
+NUM_ENVS, SEED, EPISODE_STEPS = 3, 11, 3
+RTOL, ATOL = 1e-4, 1e-5
+
+
+@pytest.fixture
+def kwargs(small_env_kwargs):
+    return {**small_env_kwargs, "episode_steps": EPISODE_STEPS}
+
+
+def make_batched(env_id, num_envs=NUM_ENVS, **kwargs):
+    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
+
+
+def sampled_actions(env, steps, num_envs=NUM_ENVS):
+    env.single_action_space.seed(5)
+    return [np.stack([env.single_action_space.sample() for _ in range(num_envs)]) for _ in range(steps)]
+
+
+def assert_close(expected, got, where):
+    np.testing.assert_allclose(np.asarray(got, dtype=np.float64), np.asarray(expected, dtype=np.float64), rtol=RTOL, atol=ATOL, err_msg=where)
+
+
+def assert_info_matches(single_info, batched_info, i, where):
+    assert set(single_info) == {k for k in batched_info if not k.startswith("_") and batched_info[f"_{k}"][i]}, where
+    for key, value in single_info.items():
+        assert_close(value, batched_info[key][i], f"{where}: info[{key!r}]")
+
+
+def compare_rollouts(env_id, kwargs, steps, keep_on_autoreset=False, batched_kwargs=None):
+    """Step a batched env and NUM_ENVS single envs with the same actions; compare everything."""
+    batched = make_batched(env_id, autoreset_keep_student=keep_on_autoreset, **(batched_kwargs or {}), **kwargs)
+    singles = [gym.make(env_id, **kwargs) for _ in range(NUM_ENVS)]
+    obs, info = batched.reset(seed=SEED)
+    for i, env in enumerate(singles):
+        single_obs, single_info = env.reset(seed=SEED + i)
+        assert_close(single_obs, obs[i], f"reset, env {i}")
+        assert_info_matches(single_info, info, i, f"reset, env {i}")
+    needs_reset, ends = False, 0
+    for t, actions in enumerate(sampled_actions(batched, steps), start=1):
+        obs, rewards, terminated, truncated, info = batched.step(actions)
+        for i, env in enumerate(singles):
+            where = f"step {t}, env {i}"
+            if needs_reset:  # NEXT_STEP autoreset
+                single_obs, single_info = env.reset(options={"keep_student": True} if keep_on_autoreset else None)
+                single_reward, single_terminated = 0.0, False
+            else:
+                single_obs, single_reward, single_terminated, _, single_info = env.step(actions[i])
+            assert_close(single_obs, obs[i], where)
+            assert_close(single_reward, rewards[i], f"{where}: reward")
+            assert terminated[i] == single_terminated and not truncated[i], where
+            assert_info_matches(single_info, info, i, where)
+        ends += int(terminated.all())
+        needs_reset = bool(terminated.all())
+    return batched, singles, ends
+
+
+@pytest.mark.parametrize("reward", REWARD_NAMES)
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_sub_envs_match_single_envs(env_id, reward, kwargs):
+    _, _, ends = compare_rollouts(env_id, {**kwargs, "reward": reward, "terminal_bonus": 0.5}, steps=2 * EPISODE_STEPS + 2)
+    assert ends == 2  # two episode ends, with dev metrics, the terminal bonus and an autoreset between
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_keep_student_resets_match_single_envs(env_id, kwargs):
+    batched, singles, _ = compare_rollouts(env_id, kwargs, steps=EPISODE_STEPS + 2, keep_on_autoreset=True)
+    actions = sampled_actions(batched, EPISODE_STEPS)
+    obs, info = batched.reset(options={"keep_student": True})
+    for i, env in enumerate(singles):
+        # The single envs are one autoreset step behind; bring them to the same point.
+        single_obs, _ = env.reset(options={"keep_student": True})
+        assert_close(single_obs, obs[i], f"keep_student reset, env {i}")
+    for t, action in enumerate(actions):
+        obs, rewards, _, _, info = batched.step(action)
+        for i, env in enumerate(singles):
+            single_obs, single_reward, _, _, single_info = env.step(action[i])
+            assert_close(single_obs, obs[i], f"after keep_student, step {t}, env {i}")
+            assert_info_matches(single_info, info, i, f"after keep_student, step {t}, env {i}")
+    for i, env in enumerate(singles):
+        for got, expected in zip(batched.unwrapped.student(i).parameters(), env.unwrapped.student.parameters()):
+            assert_close(expected.detach(), got.detach(), f"student {i}")
+
+
+def test_per_env_fallback_loop_matches_single_envs(kwargs, monkeypatch):
+    """The fallback path (a loop over ordinary students), exercised with head students."""
+    monkeypatch.setattr(student_stacks, "STACKABLE_STUDENTS", ())
+    batched, _, ends = compare_rollouts(
+        "kd_env/TeacherSelection-v0", kwargs, steps=EPISODE_STEPS + 2, batched_kwargs={"per_env_fallback": True}
+    )
+    assert isinstance(batched.unwrapped.students, student_stacks.LoopStack) and ends == 1
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_make_vec_builds_the_batched_env(env_id, kwargs):
+    env = gym.make_vec(env_id, num_envs=2, **kwargs)  # the vector entry point is the default mode
+    assert isinstance(env.unwrapped, BatchedTeacherSelectionEnv)
+    assert env.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    single = gym.make(env_id, **kwargs)
+    assert env.single_observation_space == single.observation_space
+    assert env.single_action_space == single.action_space
+    assert env.observation_space.shape == (2, *single.observation_space.shape)
+    assert env.action_space.shape == (2, *single.action_space.shape)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == env.observation_space.shape and obs.dtype == np.float32
+    obs, rewards, terminated, truncated, _ = env.step(env.action_space.sample())
+    assert env.observation_space.contains(obs) and rewards.shape == terminated.shape == truncated.shape == (2,)
+    assert env.spec.kwargs["num_envs"] == 2
+
+
+def test_sub_envs_have_their_own_students_and_share_teacher_outputs(kwargs):
+    env = make_batched("kd_env/TeacherSelection-v0", **kwargs).unwrapped
+    env.reset(seed=0)
+    first, second = (list(env.student(i).parameters()) for i in (0, 1))
+    assert not all(torch.equal(a, b) for a, b in zip(first, second))
+    train = env.template.data.splits["train"]
+    assert env.template._teacher_logits.data_ptr() == train.teacher_logits.data_ptr()  # one copy, not N
+
+
+@pytest.mark.parametrize("num_envs", [0, -1, 1.5, True, "2"])
+def test_bad_num_envs(num_envs, kwargs):
+    with pytest.raises(ValueError, match="num_envs"):
+        BatchedTeacherSelectionEnv(num_envs=num_envs, **kwargs)
+
+
+def test_bad_actions(kwargs):
+    env = make_batched("kd_env/TeacherSelection-v0", **kwargs)
+    env.reset(seed=0)
+    good = env.action_space.sample()
+    for bad in (good[:-1], good[0], good.reshape(-1), np.zeros((NUM_ENVS, good.shape[1] + 1))):
+        with pytest.raises(ValueError, match="num_envs, B\\*K"):
+            env.step(bad)
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        env.step(np.full(good.shape, 2))
+    obs, *_ = env.step(good)  # the failed calls changed nothing
+    assert obs.shape == env.observation_space.shape
+
+
+def test_unbatchable_student_needs_the_fallback(kwargs):
+    with pytest.raises(ValueError, match="per_env_fallback=True"):
+        BatchedTeacherSelectionEnv(num_envs=2, **{**kwargs, "student": "transformer"})
+
+
+def test_partial_resets_are_refused(kwargs):
+    env = make_batched("kd_env/TeacherSelection-v0", **kwargs)
+    with pytest.raises(ValueError, match="lockstep"):
+        env.reset(seed=0, options={"reset_mask": np.array([True, False, True])})
+
+
+def test_sb3_adapter_steps_like_the_vector_env(kwargs):
+    env_id = "kd_env/TeacherSelection-v0"
+    reference = make_batched(env_id, **kwargs)
+    venv = BatchedVecEnv(make_batched(env_id, **kwargs))
+    venv.seed(SEED)
+    expected, _ = reference.reset(seed=SEED)
+    np.testing.assert_array_equal(venv.reset(), expected)
+    dones_seen = 0
+    for actions in sampled_actions(reference, 2 * EPISODE_STEPS):
+        expected, rewards, terminated, _, _ = reference.step(actions)
+        obs, got_rewards, dones, infos = venv.step(actions)
+        np.testing.assert_allclose(got_rewards, rewards, rtol=1e-6)
+        assert (dones == terminated).all() and len(infos) == NUM_ENVS
+        if terminated.all():  # SB3 resets at once; the vector env resets on its next step
+            np.testing.assert_array_equal(np.stack([info["terminal_observation"] for info in infos]), expected)
+            expected, *_ = reference.step(actions)
+            dones_seen += 1
+        np.testing.assert_array_equal(obs, expected)
+    assert dones_seen == 2 and "instance_rewards" in infos[0]
+
+
+@pytest.mark.parametrize("algo", [PPO, A2C])
+def test_sb3_trains_on_the_batched_env(algo, kwargs):
+    env = make_batched("kd_env/TeacherSelection-v0", autoreset_keep_student=True, **kwargs)
+    venv = BatchedVecEnv(env)
+    policy_kwargs = {"obs_shape": env.unwrapped.obs_shape, "pair_hidden_sizes": (8,)}
+    algo_kwargs = {"n_steps": 4, "batch_size": 6, "n_epochs": 1} if algo is PPO else {"n_steps": 4}
+    model = algo(SharedPairPolicy, venv, seed=0, policy_kwargs=policy_kwargs, device="cpu", **algo_kwargs)
+    before = [p.detach().clone() for p in model.policy.parameters()]
+    model.learn(total_timesteps=NUM_ENVS * 8)
+    assert model.num_timesteps == NUM_ENVS * 8
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.policy.parameters()))
