@@ -32,7 +32,9 @@ class RunLogger(gym.Wrapper):
             raise ValueError(f"log_every must be >= 1, got {log_every}")
         self.log_every = log_every
         self.log_dir = Path(log_dir)
-        self.writer = SummaryWriter(str(self.log_dir))
+        # A resumed run purges the events a killed process logged after its checkpoint: TensorBoard
+        # drops every event of the run folder at steps >= purge_step, so none is shown twice.
+        self.writer = SummaryWriter(str(self.log_dir), purge_step=start_step + 1 if start_step else None)
         self.global_step = start_step
         self.teacher_names = list(env.unwrapped.teacher_names)
         self._episode_return = 0.0

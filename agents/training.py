@@ -1,33 +1,43 @@
 """One training run of one agent on one env: what ``scripts/train.py`` and comparison scripts call.
 
-A run lives in ``<logdir>/<env>__<agent>__<seed>__<time>/``: TensorBoard events, ``config.json``, the
-checkpoint (``agent/``, ``student.pt``, ``progress.json``; written at the end and on Ctrl-C) and
-``summary.json``. ``resume(run_dir)`` continues a checkpoint: the agent, the student and its
-optimizer, and the env-step count (so TensorBoard's global step keeps increasing); a new episode
-starts with the restored student.
+A run lives in ``<logdir>/<env>__<agent>__<seed>__<time>/``: TensorBoard events, ``config.json``,
+``checkpoints/`` (see ``agents.checkpoints``; written every ``checkpoint_every`` env steps, at the
+end, and on Ctrl-C or SIGTERM, which then re-raise) and ``summary.json``. ``resume(run_dir)``
+continues the newest checkpoint: the agent, the student and its optimizer, and the env-step count (so
+TensorBoard's global step keeps increasing; events logged after that checkpoint by a killed process
+are purged, not duplicated); a new episode starts with the restored student.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
+import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import gymnasium as gym
-import torch
 from tqdm import tqdm
 
 import agents
+from agents.checkpoints import CheckpointError, latest_checkpoint, load_agent, load_student, read_progress, save_checkpoint
 from agents.tensorboard import RunLogger
 from agents.wrappers import ContinuingStudent
 
 log = logging.getLogger(__name__)
 
-CONFIG_FILE, PROGRESS_FILE, STUDENT_FILE, SUMMARY_FILE, AGENT_DIR = (
-    "config.json", "progress.json", "student.pt", "summary.json", "agent",
-)
+CONFIG_FILE, SUMMARY_FILE = "config.json", "summary.json"
+DEFAULT_CHECKPOINT_EVERY = 1000
+"""Env steps between periodic checkpoints: a killed run loses at most this many."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (sent by ``timeout``, SLURM, ``docker stop``): stops a run with a checkpoint, like Ctrl-C."""
 
 
 @dataclass(frozen=True)
@@ -81,43 +91,57 @@ def new_run_dir(config: TrainConfig) -> Path:
             run_dir, n = Path(f"{base}_{n}"), n + 1
 
 
-def train(config: TrainConfig, callback: agents.base.StepCallback | None = None) -> TrainResult:
-    """A fresh run; ``callback(info)`` after every env step (return False to stop early)."""
+def train(config: TrainConfig, callback: agents.base.StepCallback | None = None,
+          checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY) -> TrainResult:
+    """A fresh run; ``callback(info)`` after every env step (return False to stop early).
+
+    ``checkpoint_every``: env steps between periodic checkpoints (None: only at the end and on a stop).
+    """
     run_dir = new_run_dir(config)
-    (run_dir / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2))
+    write_atomically(run_dir / CONFIG_FILE, json.dumps(asdict(config), indent=2))
     env = make_env(config, run_dir)
     agent = agents.make(config.agent, env, **{**config.agent_kwargs, "seed": config.seed})
-    return _run(config, run_dir, env, agent, done_steps=0, wall_time_s=0.0, callback=callback)
+    return _run(config, run_dir, env, agent, 0, 0.0, callback, checkpoint_every)
 
 
-def resume(run_dir: str | Path, total_steps: int | None = None, callback=None) -> TrainResult:
-    """Continue the run in ``run_dir`` from its checkpoint, up to ``total_steps`` (default: the run's)."""
+def resume(run_dir: str | Path, total_steps: int | None = None, callback=None,
+           checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY) -> TrainResult:
+    """Continue the run in ``run_dir`` from its newest checkpoint, up to ``total_steps`` (default: the run's)."""
     run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise CheckpointError(f"{run_dir} is not a run folder: it has no {CONFIG_FILE}")
     config = TrainConfig(**json.loads((run_dir / CONFIG_FILE).read_text()))
+    progress = read_progress(latest_checkpoint(run_dir))
     if total_steps is not None:
         config = TrainConfig(**{**asdict(config), "total_steps": total_steps})
-        (run_dir / CONFIG_FILE).write_text(json.dumps(asdict(config), indent=2))
-    progress = json.loads((run_dir / PROGRESS_FILE).read_text())
+        write_atomically(run_dir / CONFIG_FILE, json.dumps(asdict(config), indent=2))
     env = make_env(config, run_dir, start_step=progress["env_steps"])
     env.reset(seed=config.seed)
     load_student(run_dir, env)
-    agent = agents.load(run_dir / AGENT_DIR, env)
+    agent = load_agent(run_dir, env)
     log.info("resuming %s at env step %d", run_dir, progress["env_steps"])
-    return _run(config, run_dir, env, agent, progress["env_steps"], progress["wall_time_s"], callback)
+    return _run(config, run_dir, env, agent, progress["env_steps"], progress["wall_time_s"], callback, checkpoint_every)
 
 
-def _run(config, run_dir: Path, env: RunLogger, agent, done_steps: int, wall_time_s: float, callback) -> TrainResult:
-    """Learn the remaining steps, checkpoint (also on Ctrl-C, then re-raise), evaluate the student."""
+def _run(config, run_dir: Path, env: RunLogger, agent, done_steps: int, wall_time_s: float, callback,
+         checkpoint_every: int | None) -> TrainResult:
+    """Learn the remaining steps with periodic checkpoints, checkpoint at the end (also on Ctrl-C or
+    SIGTERM, then re-raise), evaluate the student."""
+    if checkpoint_every is not None and checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1 or None, got {checkpoint_every}")
     remaining = max(config.total_steps - done_steps, 0)
     bar = tqdm(total=config.total_steps, initial=done_steps, desc=config.agent, disable=not config.progress_bar)
+    start = time.perf_counter()
 
     def on_step(info):
         bar.update(1)
+        if checkpoint_every is not None and env.global_step % checkpoint_every == 0:
+            save_checkpoint(run_dir, agent, env, wall_time_s + time.perf_counter() - start)
         return None if callback is None else callback(info)
 
-    start = time.perf_counter()
     try:
-        agent.learn(remaining, callback=on_step)
+        with sigterm_as_interrupt():
+            agent.learn(remaining, callback=on_step)
     finally:
         bar.close()
         wall_time_s += time.perf_counter() - start
@@ -132,25 +156,39 @@ def _run(config, run_dir: Path, env: RunLogger, agent, done_steps: int, wall_tim
         env_steps=env.global_step,
         wall_time_s=wall_time_s,
     )
-    (run_dir / SUMMARY_FILE).write_text(json.dumps(asdict(result), indent=2))
+    write_atomically(run_dir / SUMMARY_FILE, json.dumps(asdict(result), indent=2))
     env.close()
     return result
 
 
-def load_student(run_dir: Path, env: gym.Env) -> None:
-    """Put the checkpointed student and its optimizer into ``env``.
+@contextmanager
+def sigterm_as_interrupt():
+    """Within the block, SIGTERM raises ``Terminated`` in the main thread, so the run checkpoints and
+    stops as on Ctrl-C. The previous handler is back before that final checkpoint: a second SIGTERM
+    during it ends the process, and the last periodic checkpoint is still whole."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
-    ``weights_only=True``: a checkpoint is data, so a tampered file cannot run code when it is loaded.
-    """
-    student = torch.load(Path(run_dir) / STUDENT_FILE, weights_only=True)
-    env.unwrapped.student.load_state_dict(student["student"])
-    env.unwrapped.optimizer.load_state_dict(student["optimizer"])
+    def terminate(signum, frame):
+        raise Terminated(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
-def save_checkpoint(run_dir: Path, agent, env: RunLogger, wall_time_s: float) -> None:
-    agent.save(run_dir / AGENT_DIR)
-    unwrapped = env.unwrapped
-    torch.save({"student": unwrapped.student.state_dict(), "optimizer": unwrapped.optimizer.state_dict()}, run_dir / STUDENT_FILE)
-    (run_dir / PROGRESS_FILE).write_text(json.dumps({"env_steps": env.global_step, "wall_time_s": wall_time_s}))
-    env.writer.flush()
-    log.info("checkpoint at env step %d in %s", env.global_step, run_dir)
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary sibling, flush it, and rename it over ``path``: whole or absent."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -4,8 +4,9 @@
         --env-kwargs task=synthetic reward=ce_gain temperature=1.0 --agent-kwargs advantage=instance
     python scripts/train.py --resume runs/TeacherSelection-v0__reinforce__0__1700000000
 
-Ctrl-C saves a checkpoint into the run directory; ``--resume RUN_DIR`` continues it. Values of
-``key=value`` pairs are read as JSON when they parse (numbers, lists, dicts), else as strings.
+Checkpoints go into the run directory every ``--checkpoint-every`` env steps, at the end, and on
+Ctrl-C or SIGTERM; ``--resume RUN_DIR`` continues the newest. Values of ``key=value`` pairs are read
+as JSON when they parse (numbers, lists, dicts), else as strings.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 
 from agents import agent_names
-from agents.training import TrainConfig, resume, train
+from agents.checkpoints import CheckpointError
+from agents.training import DEFAULT_CHECKPOINT_EVERY, Terminated, TrainConfig, resume, train
 
 
 def parse_pairs(pairs: list[str]) -> dict:
@@ -42,12 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env-kwargs", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--agent-kwargs", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue the checkpoint in this run directory")
+    parser.add_argument("--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY, metavar="N",
+                        help="env steps between periodic checkpoints (0: only at the end and on Ctrl-C/SIGTERM)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    checkpoint_every = args.checkpoint_every or None
 
     try:
         if args.resume:
-            result = resume(args.resume, total_steps=args.total_steps)
+            result = resume(args.resume, total_steps=args.total_steps, checkpoint_every=checkpoint_every)
         else:
             if args.agent is None or args.total_steps is None:
                 parser.error("--agent and --total-steps are required unless --resume is given")
@@ -60,7 +66,13 @@ def main(argv: list[str] | None = None) -> int:
                 agent_kwargs=parse_pairs(args.agent_kwargs),
                 logdir=args.logdir,
             )
-            result = train(config)
+            result = train(config, checkpoint_every=checkpoint_every)
+    except CheckpointError as error:
+        print(f"cannot resume: {error}", file=sys.stderr)
+        return 2
+    except Terminated:
+        print("terminated: checkpoint saved; continue with --resume RUN_DIR", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("interrupted: checkpoint saved; continue with --resume RUN_DIR", file=sys.stderr)
         return 130

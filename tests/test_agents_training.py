@@ -2,12 +2,19 @@
 
 import importlib.util
 import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents.training import TrainConfig, resume, train
+from agents.checkpoints import CheckpointError, latest_checkpoint
+from agents.training import Terminated, TrainConfig, resume, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,8 +43,9 @@ def test_ctrl_c_checkpoints_and_resume_continues_the_run(small_env_kwargs, tmp_p
         train(config(small_env_kwargs, tmp_path), callback=interrupt_at_25)
     (run_dir,) = tmp_path.iterdir()
     assert run_dir.name.startswith("TeacherSelection-v0__reinforce__0__")
-    assert json.loads((run_dir / "progress.json").read_text())["env_steps"] == 25
-    assert json.loads((run_dir / "agent" / "agent.json").read_text())["name"] == "reinforce"
+    checkpoint = latest_checkpoint(run_dir)
+    assert json.loads((checkpoint / "progress.json").read_text())["env_steps"] == 25
+    assert json.loads((checkpoint / "agent" / "agent.json").read_text())["name"] == "reinforce"
 
     result = resume(run_dir)
     assert result.env_steps == 40 and 0.0 < result.test_accuracy <= 1.0 and result.wall_time_s > 0
@@ -49,6 +57,80 @@ def test_ctrl_c_checkpoints_and_resume_continues_the_run(small_env_kwargs, tmp_p
     assert scalar_steps(run_dir, "env/dev_accuracy") == [16]
     assert len(scalar_steps(run_dir, "losses/policy_loss")) >= 5
     assert scalar_steps(run_dir, "env/selection_rate/synthetic-teacher-0")[-1] == 40
+
+
+def test_sigterm_checkpoints_like_ctrl_c(small_env_kwargs, tmp_path):
+    def terminate_at_10(info):
+        if terminate_at_10.steps == 10:
+            os.kill(os.getpid(), signal.SIGTERM)
+        terminate_at_10.steps += 1
+
+    terminate_at_10.steps = 1
+    with pytest.raises(Terminated):
+        train(config(small_env_kwargs, tmp_path), callback=terminate_at_10)
+    (run_dir,) = tmp_path.iterdir()
+    assert json.loads((latest_checkpoint(run_dir) / "progress.json").read_text())["env_steps"] == 10
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler lives only while a run learns
+    assert resume(run_dir).env_steps == 40
+
+
+def test_periodic_checkpoints_keep_only_the_newest(small_env_kwargs, tmp_path):
+    seen = []
+
+    def interrupt_at_23(info):
+        seen.append([path.name[:17] for path in tmp_path.glob("*/checkpoints/*")])
+        if len(seen) == 23:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config(small_env_kwargs, tmp_path), callback=interrupt_at_23, checkpoint_every=10)
+    # The callback runs after the periodic checkpoint of its step.
+    assert seen[8] == [] and seen[9] == seen[18] == ["step-000000000010"] and seen[19] == ["step-000000000020"]
+    assert [path.name[:17] for path in tmp_path.glob("*/checkpoints/*")] == ["step-000000000023"]
+
+
+def test_sigkill_then_resume_logs_every_step_once(tmp_path):
+    """A killed run resumes from its last periodic checkpoint; the steps it logged after that are
+    purged from TensorBoard, not shown twice."""
+    command = [sys.executable, str(ROOT / "scripts" / "train.py"), "--agent", "avg_kd", "--total-steps", "1000000",
+               "--logdir", str(tmp_path), "--checkpoint-every", "50", "--env-kwargs", "task=synthetic",
+               'task_options={"num_train": 128, "num_dev": 32, "num_test": 32}', "batch_size=16"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob("*/checkpoints/step-000000000100-*")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # steps past the checkpoint, logged by the process about to die
+    finally:
+        process.kill()
+        process.wait()
+    (run_dir,) = tmp_path.iterdir()
+    saved = json.loads((latest_checkpoint(run_dir) / "progress.json").read_text())["env_steps"]
+    assert saved >= 100 and saved % 50 == 0
+    result = resume(run_dir, total_steps=saved + 20)
+    assert result.env_steps == saved + 20
+    assert scalar_steps(run_dir, "charts/reward") == list(range(1, saved + 21))
+
+
+@pytest.mark.parametrize("damage", ["no_checkpoint", "truncated_student", "no_agent", "no_config"])
+def test_damaged_run_folder_names_what_is_wrong(small_env_kwargs, tmp_path, damage):
+    run_dir = Path(train(config(small_env_kwargs, tmp_path, agent="avg_kd", total_steps=4, agent_kwargs={})).run_dir)
+    checkpoint = latest_checkpoint(run_dir)
+    if damage == "no_checkpoint":
+        shutil.rmtree(run_dir / "checkpoints")
+        message = "has no checkpoint"
+    elif damage == "truncated_student":
+        student = checkpoint / "student.pt"
+        student.write_bytes(student.read_bytes()[:100])
+        message = "student.pt is damaged or not a checkpoint"
+    elif damage == "no_agent":
+        shutil.rmtree(checkpoint / "agent")
+        message = "is damaged: agent/agent.json missing"
+    else:
+        (run_dir / "config.json").unlink()
+        message = "is not a run folder: it has no config.json"
+    with pytest.raises(CheckpointError, match=message):
+        resume(run_dir)
 
 
 def test_sb3_run_logs_sb3_tags_at_env_steps(small_env_kwargs, tmp_path):

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import agents
-from agents.training import TrainConfig, load_student, train
+from agents.checkpoints import CheckpointError, latest_checkpoint, load_student
+from agents.training import TrainConfig, train
 from agents.wrappers import ContinuingStudent
 
 
@@ -41,9 +42,9 @@ def test_tampered_student_checkpoint_does_not_run_code(small_env_kwargs, tmp_pat
     result = train(TrainConfig(agent="avg_kd", total_steps=4, env_kwargs=small_env_kwargs, logdir=str(tmp_path / "runs"),
                                progress_bar=False))
     marker = tmp_path / "payload_ran"
-    torch.save({"student": Payload(marker)}, f"{result.run_dir}/student.pt")
+    torch.save({"student": Payload(marker)}, latest_checkpoint(result.run_dir) / "student.pt")
     env = make_env(small_env_kwargs)
     env.reset(seed=0)
-    with pytest.raises(Exception):
+    with pytest.raises(CheckpointError, match="student.pt is damaged or not a checkpoint"):
         load_student(result.run_dir, env)
     assert not marker.exists()
