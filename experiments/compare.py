@@ -77,8 +77,7 @@ def entries_for_task(preset: Preset, teacher_names: tuple[str, ...]) -> list[Gri
 def task_facts(preset: Preset, task: str) -> tuple[tuple[str, ...], int, dict[str, float]]:
     """The task's teacher names, its episode length and each teacher's own test accuracy."""
     env = gym.make(SELECT_ENV, **{**preset.common_env_kwargs, **preset.task_env_kwargs(task)}).unwrapped
-    test = env.data.splits["test"]
-    correct = (test.teacher_logits.argmax(dim=-1) == test.labels[:, None]).float().mean(dim=0)
+    correct = env.data.splits["test"].teacher_correct().float().mean(dim=0)
     accuracy = {name: float(value) for name, value in zip(env.teacher_names, correct)}
     return env.teacher_names, env.episode_steps, accuracy
 

@@ -98,8 +98,7 @@ def task_facts(env_kwargs: dict, task: str) -> dict:
     env = gym.make(SELECT_ENV, **{**env_kwargs, "task": task}).unwrapped
     facts = {"classes": list(env.data.class_names), "sizes": {name: len(split) for name, split in env.data.splits.items()}, "teachers": {}}
     for split in ("dev", "test"):
-        data = env.data.splits[split]
-        correct = (data.teacher_logits.argmax(dim=-1) == data.labels[:, None]).float().mean(dim=0)
+        correct = env.data.splits[split].teacher_correct().float().mean(dim=0)
         for name, value in zip(env.teacher_names, correct.tolist()):
             facts["teachers"].setdefault(name, {})[f"{split}_accuracy"] = value
     env.close()

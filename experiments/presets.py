@@ -39,8 +39,13 @@ PPO_INSTANCE = GridEntry(
 NO_KD = GridEntry(label="no_kd", agent="no_kd", env_kwargs={"empty_selection": "hard_label"})
 AVG_KD = GridEntry(label="avg_kd", agent="avg_kd")
 CA_MKD = GridEntry(label="ca_mkd", agent="ca_mkd", env_id=WEIGHT_ENV)
+# Privileged references (agents.heuristics): their students bound what per-instance selection can win,
+# which the report's headroom table reads. Every preset runs ``correct_teachers``; ``oracle`` needs a
+# task with a known answer.
+CORRECT_TEACHERS = GridEntry(label="correct_teachers", agent="correct_teachers")
+ORACLE = GridEntry(label="oracle", agent="oracle")
 
-QUICK_ENTRIES = (NO_KD, AVG_KD, CA_MKD, REINFORCE, PPO, PPO_INSTANCE)
+QUICK_ENTRIES = (NO_KD, AVG_KD, CA_MKD, REINFORCE, PPO, PPO_INSTANCE, CORRECT_TEACHERS)
 FULL_ENTRIES = QUICK_ENTRIES + (
     GridEntry(label="best_teacher", agent="best_teacher"),
     GridEntry(label="random", agent="random"),
@@ -53,10 +58,17 @@ FULL_ENTRIES = QUICK_ENTRIES + (
     GridEntry(label="a2c_instance", agent="a2c_instance", profile_selection=True),
 )
 
+# The synthetic task in two regimes: noisy training labels, where the experts know more than the labels
+# and selection has room (the preset's first regime), and clean ones, where hard labels alone are as good.
+SYNTHETIC_REGIMES = {
+    "synthetic-noisy": {"task": "synthetic", "task_options": {"label_noise": 0.4}},
+    "synthetic-clean": {"task": "synthetic"},
+}
+
 PRESETS = {
     "synthetic": Preset(
-        name="synthetic", tasks=("synthetic",), seeds=(0, 1, 2), epochs=20,
-        common_env_kwargs=dict(LEARNING_ENV), entries=QUICK_ENTRIES,
+        name="synthetic", tasks=tuple(SYNTHETIC_REGIMES), seeds=(0, 1, 2, 3, 4), epochs=20,
+        common_env_kwargs=dict(LEARNING_ENV), entries=QUICK_ENTRIES + (ORACLE,), regimes=SYNTHETIC_REGIMES,
     ),
     "quick": Preset(
         name="quick", tasks=("twitter-sentiment",), seeds=(0, 1, 2), epochs=10,
@@ -86,7 +98,7 @@ def _reinforce(label: str, env_kwargs: dict | None = None, stages: int = 1, **ag
 # student-dependent features); and continuous weights (MTKD-RL style) against selection. ``dev_gain`` gives every instance the same reward, so it
 # goes with batch-level advantages (``step``, ``episode``).
 LEVER_ENTRIES = (
-    NO_KD, AVG_KD, CA_MKD, REINFORCE, PPO,
+    NO_KD, AVG_KD, CA_MKD, REINFORCE, PPO, CORRECT_TEACHERS,
     GridEntry(label="best_teacher", agent="best_teacher"),
     GridEntry(label="mtkd_rl", agent="mtkd_rl", env_id=WEIGHT_ENV),
     _reinforce("reinforce:episode", advantage="episode"),
@@ -116,6 +128,6 @@ PRESETS["transformer"] = Preset(
     common_env_kwargs=dict(PRESETS["full"].common_env_kwargs),
     entries=(NO_KD, AVG_KD, GridEntry(label="best_teacher", agent="best_teacher"), REINFORCE,
              _reinforce("reinforce:student_loss", env_kwargs={"reward": "student_loss"}), PPO,
-             _reinforce("reinforce:no_stages", stages=0)),
+             _reinforce("reinforce:no_stages", stages=0), CORRECT_TEACHERS),
     single_teachers=False,
 )

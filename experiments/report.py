@@ -1,9 +1,15 @@
 """Tables and plots from a results file: per-agent means with 95% intervals, and paired differences.
 
-The paired differences of an agent to the reference agents (Avg-KD, and the best single teacher as
-``best_teacher`` picks it by dev accuracy: the paper's two baselines) are taken seed by seed on the same
-task (same seed = same student initialisation and batch order), which removes the seed-to-seed spread
-that both share; its interval is the t interval of those differences.
+The paired differences of an agent to the reference agents (Avg-KD, the best single teacher as
+``best_teacher`` picks it by dev accuracy: the paper's two baselines; and hard labels alone, ``no_kd``)
+are taken seed by seed on the same task (same seed = same student initialisation and batch order),
+which removes the seed-to-seed spread that both share; its interval is the t interval of those
+differences.
+
+The headroom table says whether a task leaves per-instance selection anything to find: the student of
+the best privileged reference (``correct_teachers``, ``oracle``) minus the better of Avg-KD's and the
+best single teacher's students, paired. Without it, an agent that does not beat averaging may be
+failing, or there may be nothing to win.
 """
 
 from __future__ import annotations
@@ -15,21 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 from experiments.results import RunRecord
 
 REFERENCE_AGENT = "avg_kd"
 BEST_SINGLE_AGENT = "best_teacher"
-# Two-sided 95% quantiles of Student's t for 1..30 degrees of freedom; 1.96 beyond.
-_T_975 = (
-    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
-    2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
-    2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
-)
+NO_KD_AGENT = "no_kd"
+PRIVILEGED_AGENTS = ("correct_teachers", "oracle")
+"""Reference selectors with privileged information: they bound selection, they do not compete."""
 
-
-def t_quantile_975(degrees_of_freedom: int) -> float:
-    return _T_975[degrees_of_freedom - 1] if degrees_of_freedom <= len(_T_975) else 1.96
+RunsByAgent = dict[tuple[str, str], dict[int, RunRecord]]
+"""(task, agent label) -> seed -> the run that counts."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,12 @@ class Summary:
         if n == 1:
             return cls(1, float(array[0]), math.nan, math.nan)
         std = float(array.std(ddof=1))
-        return cls(n, float(array.mean()), std, t_quantile_975(n - 1) * std / math.sqrt(n))
+        return cls(n, float(array.mean()), std, float(stats.t.ppf(0.975, n - 1)) * std / math.sqrt(n))
+
+    @property
+    def lower(self) -> float:
+        """The lower end of the 95% interval (NaN under 2 values)."""
+        return self.mean - self.ci95
 
 
 @dataclass(frozen=True)
@@ -64,30 +72,38 @@ class AgentRow:
     dev_accuracy: Summary
     paired_vs_reference: Summary
     paired_vs_best_single: Summary
+    paired_vs_no_kd: Summary
     failed_runs: int
 
 
-def summarise(records: list[RunRecord], reference: str = REFERENCE_AGENT) -> list[AgentRow]:
-    """Rows per (task, agent), sorted by task then mean test accuracy (best first).
+def successful_runs(records: list[RunRecord]) -> RunsByAgent:
+    """Successful runs grouped by (task, agent label) and seed.
 
-    Agents are grouped by their label; where a results file holds several successful runs of one
-    (task, agent, seed), for instance after a preset's config changed, the latest one counts.
+    Where a results file holds several successful runs of one (task, agent, seed), for instance after a
+    preset's config changed, the latest one counts.
     """
-    ok: dict[tuple[str, str], dict[int, RunRecord]] = defaultdict(dict)
-    failed: dict[tuple[str, str], int] = defaultdict(int)
+    ok: RunsByAgent = defaultdict(dict)
     for record in records:
         if record.status == "ok":
             ok[(record.task, record.agent)][record.seed] = record
-        else:
+    return ok
+
+
+def paired(runs: dict[int, RunRecord], other: dict[int, RunRecord]) -> Summary:
+    """Test accuracy of ``runs`` minus ``other``, seed by seed, over the seeds both have."""
+    return Summary.of([runs[s].test_accuracy - other[s].test_accuracy for s in sorted(runs) if s in other])
+
+
+def summarise(records: list[RunRecord], reference: str = REFERENCE_AGENT) -> list[AgentRow]:
+    """Rows per (task, agent), sorted by task then mean test accuracy (best first)."""
+    ok = successful_runs(records)
+    failed: dict[tuple[str, str], int] = defaultdict(int)
+    for record in records:
+        if record.status != "ok":
             failed[(record.task, record.agent)] += 1
     rows = []
     for task, agent in sorted(set(ok) | set(failed)):
         runs = ok.get((task, agent), {})
-
-        def paired(other: str) -> Summary:
-            other_runs = ok.get((task, other), {})
-            return Summary.of([runs[s].test_accuracy - other_runs[s].test_accuracy for s in sorted(runs) if s in other_runs])
-
         rows.append(
             AgentRow(
                 task=task,
@@ -95,12 +111,87 @@ def summarise(records: list[RunRecord], reference: str = REFERENCE_AGENT) -> lis
                 test_accuracy=Summary.of([r.test_accuracy for r in runs.values()]),
                 test_macro_f1=Summary.of([r.test_macro_f1 for r in runs.values()]),
                 dev_accuracy=Summary.of([r.dev_accuracy for r in runs.values()]),
-                paired_vs_reference=paired(reference),
-                paired_vs_best_single=paired(BEST_SINGLE_AGENT),
+                paired_vs_reference=paired(runs, ok.get((task, reference), {})),
+                paired_vs_best_single=paired(runs, ok.get((task, BEST_SINGLE_AGENT), {})),
+                paired_vs_no_kd=paired(runs, ok.get((task, NO_KD_AGENT), {})),
                 failed_runs=failed.get((task, agent), 0),
             )
         )
     return sorted(rows, key=lambda row: (row.task, -np.nan_to_num(row.test_accuracy.mean, nan=-1.0)))
+
+
+@dataclass(frozen=True)
+class Headroom:
+    """What per-instance selection could win on one task, measured by its privileged references.
+
+    ``baseline`` is the better of Avg-KD and the best single teacher (``best_teacher`` or a
+    ``single:*`` entry), the two a learned selector must beat; ``best_of_three`` adds hard labels
+    alone (``no_kd``). Every choice among agents is by their students' mean dev accuracy, never test.
+    """
+
+    task: str
+    reference: str | None
+    baseline: str | None
+    best_of_three: str | None
+    reference_accuracy: Summary
+    baseline_accuracy: Summary
+    headroom: Summary
+    """Reference minus baseline, test accuracy, paired over seeds."""
+    vs_best_of_three: Summary
+
+    @property
+    def verdict(self) -> str:
+        if self.reference is None or self.baseline is None:
+            return "not measured: needs correct_teachers or oracle, and avg_kd or a single teacher"
+        if self.headroom.n < 2:
+            return f"undetermined: {self.headroom.n} paired seed(s)"
+        return "headroom" if self.headroom.lower > 0 else "no headroom"
+
+
+def _best_by_dev(runs: RunsByAgent, task: str, labels: list[str]) -> str | None:
+    """The label among ``labels`` whose students have the highest mean dev accuracy on ``task``."""
+    scored = [(np.mean([r.dev_accuracy for r in runs[(task, label)].values()]), label) for label in labels if runs.get((task, label))]
+    return max(scored)[1] if scored else None
+
+
+def headroom_summary(records: list[RunRecord]) -> list[Headroom]:
+    """One ``Headroom`` per task of ``records``."""
+    runs = successful_runs(records)
+    result = []
+    for task in sorted({task for task, _ in runs}):
+        labels = sorted(agent for t, agent in runs if t == task)
+        reference = _best_by_dev(runs, task, [a for a in labels if a.split(":")[0] in PRIVILEGED_AGENTS])
+        single = _best_by_dev(runs, task, [a for a in labels if a == BEST_SINGLE_AGENT or a.startswith("single:")])
+        baseline = _best_by_dev(runs, task, [a for a in (REFERENCE_AGENT, single) if a])
+        best_of_three = _best_by_dev(runs, task, [a for a in (NO_KD_AGENT, REFERENCE_AGENT, single) if a])
+
+        def of(label: str | None) -> dict[int, RunRecord]:
+            return runs.get((task, label), {}) if label else {}
+
+        result.append(Headroom(
+            task=task, reference=reference, baseline=baseline, best_of_three=best_of_three,
+            reference_accuracy=Summary.of([r.test_accuracy for r in of(reference).values()]),
+            baseline_accuracy=Summary.of([r.test_accuracy for r in of(baseline).values()]),
+            headroom=paired(of(reference), of(baseline)),
+            vs_best_of_three=paired(of(reference), of(best_of_three)),
+        ))
+    return result
+
+
+def headroom_table(headrooms: list[Headroom]) -> str:
+    """Markdown: per task, the reference's student against the baselines' students (test accuracy)."""
+    lines = [
+        "| task | privileged reference | its student | better of avg_kd, best single | its student | "
+        "selection headroom (paired) | best of no_kd, avg_kd, best single | reference − best of three (paired) | verdict |",
+        "|---" * 9 + "|",
+    ]
+    for h in headrooms:
+        lines.append(
+            f"| {h.task} | {h.reference or '-'} | {_fmt(h.reference_accuracy)} | {h.baseline or '-'} | "
+            f"{_fmt(h.baseline_accuracy)} | {_fmt(h.headroom, signed=True)} | {h.best_of_three or '-'} | "
+            f"{_fmt(h.vs_best_of_three, signed=True)} | {h.verdict} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _fmt(summary: Summary, signed: bool = False) -> str:
@@ -111,23 +202,24 @@ def _fmt(summary: Summary, signed: bool = False) -> str:
 
 
 def markdown_table(rows: list[AgentRow], reference: str = REFERENCE_AGENT) -> str:
-    """Mean ± 95% CI half-width over seeds; the paired columns are agent minus reference, per seed
-    (the ``best_teacher`` column only where that agent ran)."""
-    best_single = any(r.agent == BEST_SINGLE_AGENT for r in rows)
-    extra = f" paired Δ vs {BEST_SINGLE_AGENT} |" if best_single else ""
+    """Mean ± 95% CI half-width over seeds; the paired columns are agent minus the column's agent, per
+    seed (the ``best_teacher`` and ``no_kd`` columns only where that agent ran)."""
+    present = {r.agent for r in rows}
+    optional = ((BEST_SINGLE_AGENT, "paired_vs_best_single"), (NO_KD_AGENT, "paired_vs_no_kd"))
+    columns = [(reference, "paired_vs_reference")] + [(agent, name) for agent, name in optional if agent in present]
     header = (
-        f"| task | agent | seeds | test accuracy | std | test macro-F1 | dev accuracy | paired Δ vs {reference} |{extra} failed |\n"
-        + "|---" * (9 + best_single) + "|\n"
+        "| task | agent | seeds | test accuracy | std | test macro-F1 | dev accuracy |"
+        + "".join(f" paired Δ vs {agent} |" for agent, _ in columns) + " failed |\n"
+        + "|---" * (8 + len(columns)) + "|\n"
     )
 
-    def paired_cell(row: AgentRow, other: str, summary: Summary) -> str:
-        return "—" if row.agent == other else _fmt(summary, signed=True)
+    def paired_cell(row: AgentRow, agent: str, name: str) -> str:
+        return "—" if row.agent == agent else _fmt(getattr(row, name), signed=True)
 
     lines = [
         f"| {r.task} | {r.agent} | {r.test_accuracy.n} | {_fmt(r.test_accuracy)} | "
         f"{'-' if math.isnan(r.test_accuracy.std) else f'{r.test_accuracy.std:.4f}'} | {_fmt(r.test_macro_f1)} | "
-        f"{_fmt(r.dev_accuracy)} | {paired_cell(r, reference, r.paired_vs_reference)} |"
-        + (f" {paired_cell(r, BEST_SINGLE_AGENT, r.paired_vs_best_single)} |" if best_single else "")
+        f"{_fmt(r.dev_accuracy)} |" + "".join(f" {paired_cell(r, agent, name)} |" for agent, name in columns)
         + f" {r.failed_runs} |"
         for r in rows
     ]
@@ -135,7 +227,7 @@ def markdown_table(rows: list[AgentRow], reference: str = REFERENCE_AGENT) -> st
 
 
 def write_csv(rows: list[AgentRow], path: str | Path) -> None:
-    fields = ["test_accuracy", "test_macro_f1", "dev_accuracy", "paired_vs_reference", "paired_vs_best_single"]
+    fields = ["test_accuracy", "test_macro_f1", "dev_accuracy", "paired_vs_reference", "paired_vs_best_single", "paired_vs_no_kd"]
     with Path(path).open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["task", "agent", "seeds", "failed"] + [f"{f}_{s}" for f in fields for s in ("mean", "std", "ci95")])

@@ -4,23 +4,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from experiments.aggregate import aggregate, aggregate_table, plot_aggregate
 from experiments.plots import plot_accuracy, plot_curves, plot_selection
-from experiments.report import markdown_table, single_teacher_table, summarise, write_csv
+from experiments.report import headroom_summary, headroom_table, markdown_table, single_teacher_table, summarise, write_csv
 from experiments.results import read_records
 
 
 def write_report(results: str | Path, out: str | Path) -> str:
-    """table.md, table.csv, single_teachers.md, accuracy.png, curves.png, selection.png in ``out``;
-    returns the markdown tables."""
+    """headroom.md, table.md, table.csv, single_teachers.md, aggregate.md (IQM and P(improvement) across
+    tasks and seeds, ``experiments.aggregate``), accuracy.png, curves.png, selection.png, aggregate.png in
+    ``out``; returns the markdown tables, the headroom first (it says how to read the rest)."""
     out = Path(out)
     records = read_records(results)
     rows = summarise(records)
     table = markdown_table(rows)
     singles = single_teacher_table(records)
+    headroom = headroom_table(headroom_summary(records))
+    (out / "headroom.md").write_text(headroom)
     (out / "table.md").write_text(table)
     (out / "single_teachers.md").write_text(singles)
     write_csv(rows, out / "table.csv")
+    aggregate_rows = aggregate(records)
+    (out / "aggregate.md").write_text(aggregate_table(aggregate_rows))
+    plot_aggregate(aggregate_rows, out / "aggregate.png")
     plot_accuracy(rows, out / "accuracy.png")
     plot_curves(records, out / "curves.png")
     plot_selection(records, out / "selection.png")
-    return table + ("\n" + singles if singles else "")
+    return headroom + "\n" + table + ("\n" + singles if singles else "") + "\n" + aggregate_table(aggregate_rows)

@@ -69,3 +69,10 @@ def test_every_preset_names_known_agents_features_and_unique_labels():
             env_kwargs = {**preset.common_env_kwargs, **entry.env_kwargs}
             if "features" in env_kwargs:
                 validate_groups(env_kwargs["features"])  # raises on an unknown group
+
+
+def test_every_preset_runs_a_privileged_reference_for_its_headroom():
+    from experiments.presets import PRESETS
+
+    for preset in PRESETS.values():
+        assert "correct_teachers" in {entry.label for entry in preset.entries}, preset.name

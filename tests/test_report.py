@@ -3,22 +3,29 @@ import math
 import pytest
 
 from experiments.plots import plot_accuracy, plot_curves, plot_selection
-from experiments.report import Summary, markdown_table, summarise, write_csv
+from experiments.report import Summary, headroom_summary, headroom_table, markdown_table, summarise, write_csv
 from experiments.results import RunRecord
 
 
-def record(agent, seed, accuracy, task="synthetic", **extra):
+def record(agent, seed, accuracy, task="synthetic", dev=None, **extra):
     return RunRecord(
         agent=agent, task=task, seed=seed, student="head", teachers=["t0", "t1"], test_accuracy=accuracy,
-        test_macro_f1=accuracy - 0.1, dev_accuracy=accuracy, env_steps=10, wall_time_s=1.0, **extra,
+        test_macro_f1=accuracy - 0.1, dev_accuracy=accuracy if dev is None else dev, env_steps=10, wall_time_s=1.0,
+        **extra,
     )
+
+
+def grid(task="synthetic", **accuracies):
+    """Records of agents (keyword = label, ``__`` for ``:``) given their test accuracy per seed."""
+    return [record(label.replace("__", ":"), seed, value, task=task)
+            for label, values in accuracies.items() for seed, value in enumerate(values)]
 
 
 def test_summary_matches_hand_computation():
     s = Summary.of([0.70, 0.72, 0.74])
     assert s.mean == pytest.approx(0.72)
     assert s.std == pytest.approx(0.02)
-    assert s.ci95 == pytest.approx(4.303 * 0.02 / math.sqrt(3))
+    assert s.ci95 == pytest.approx(4.303 * 0.02 / math.sqrt(3), rel=1e-4)  # t(0.975, 2 dof) = 4.303
     assert math.isnan(Summary.of([0.5]).ci95) and Summary.of([]).n == 0
 
 
@@ -62,3 +69,61 @@ def test_csv_and_plots_are_written(tmp_path):
     assert "paired_vs_best_single_mean" in (tmp_path / "table.csv").read_text()
     for path in (plot_accuracy(rows, tmp_path / "acc.png"), plot_curves(records, tmp_path / "curves.png"), plot_selection(records, tmp_path / "sel.png")):
         assert path.stat().st_size > 1000
+
+
+def test_headroom_is_the_best_reference_minus_the_better_baseline_paired():
+    records = grid(no_kd=[0.60, 0.70, 0.80], avg_kd=[0.62, 0.71, 0.81], best_teacher=[0.61, 0.72, 0.80],
+                   correct_teachers=[0.64, 0.73, 0.84], oracle=[0.66, 0.76, 0.86], reinforce=[0.7, 0.7, 0.7])
+    (h,) = headroom_summary(records)
+    assert (h.reference, h.baseline, h.best_of_three) == ("oracle", "avg_kd", "avg_kd")
+    # Differences 0.04, 0.05, 0.05: the seed spread (0.6..0.8) does not enter the interval.
+    assert h.headroom.n == 3 and h.headroom.mean == pytest.approx(0.14 / 3)
+    assert h.verdict == "headroom"
+    table = headroom_table([h])
+    assert "| synthetic | oracle |" in table and "+0.0467 ± " in table and "| headroom |" in table
+
+
+def test_a_task_without_headroom_says_so():
+    records = grid(task="twitter", no_kd=[0.70, 0.72, 0.74], avg_kd=[0.69, 0.73, 0.74], single__a=[0.68, 0.70, 0.72],
+                   correct_teachers=[0.69, 0.72, 0.75])
+    (h,) = headroom_summary(records)
+    assert (h.reference, h.baseline, h.best_of_three) == ("correct_teachers", "avg_kd", "no_kd")
+    assert h.headroom.mean == pytest.approx(0.0) and h.verdict == "no headroom"
+    assert h.vs_best_of_three.mean == pytest.approx(0.0)
+
+
+def test_headroom_choices_go_by_dev_accuracy_never_test():
+    records = [record("avg_kd", s, 0.70, dev=0.60) for s in range(2)]
+    records += [record("single:a", s, 0.65, dev=0.62) for s in range(2)] + [record("single:b", s, 0.75, dev=0.50) for s in range(2)]
+    records += [record("correct_teachers:lowest_ce", s, 0.72, dev=0.70) for s in range(2)]
+    records += [record("correct_teachers", s, 0.80, dev=0.65) for s in range(2)]
+    (h,) = headroom_summary(records)
+    assert (h.reference, h.baseline) == ("correct_teachers:lowest_ce", "single:a")
+    assert h.headroom.mean == pytest.approx(0.07) and h.headroom.ci95 == 0.0 and h.verdict == "headroom"
+
+
+@pytest.mark.parametrize("records, verdict", [
+    (grid(avg_kd=[0.6, 0.7], reinforce=[0.7, 0.8]), "not measured"),
+    (grid(avg_kd=[0.6], correct_teachers=[0.7]), "undetermined: 1 paired seed"),
+])
+def test_headroom_needs_a_reference_a_baseline_and_two_seeds(records, verdict):
+    (h,) = headroom_summary(records)
+    assert h.verdict.startswith(verdict) and verdict in headroom_table([h])
+
+
+def test_table_has_the_paired_difference_to_hard_labels_where_no_kd_ran():
+    rows = summarise(grid(avg_kd=[0.6, 0.7], no_kd=[0.55, 0.6], reinforce=[0.62, 0.72]))
+    table = markdown_table(rows)
+    assert "paired Δ vs no_kd" in table and table.splitlines()[1].count("---") == 10
+    reinforce = next(r for r in rows if r.agent == "reinforce")
+    assert reinforce.paired_vs_no_kd.mean == pytest.approx(0.095)
+
+
+def test_the_written_report_leads_with_the_headroom(tmp_path):
+    from experiments.report_files import write_report
+    from experiments.results import append_record
+
+    for run in grid(avg_kd=[0.6, 0.7, 0.8], correct_teachers=[0.65, 0.74, 0.85]):
+        append_record(tmp_path / "results.jsonl", run)
+    text = write_report(tmp_path / "results.jsonl", tmp_path)
+    assert text.startswith("| task | privileged reference |") and "| headroom |" in (tmp_path / "headroom.md").read_text()
