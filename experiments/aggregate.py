@@ -1,0 +1,136 @@
+"""Aggregate comparison across tasks (or regimes) and seeds, as the RL field reports it.
+
+Per-task means with t intervals hide how much a few seeds decide, and averaging tasks lets one task
+dominate. Agarwal et al. ("Deep RL at the Edge of the Statistical Precipice", NeurIPS 2021; the
+``rliable`` library) recommend instead, over the (seed, task) score matrix of each agent:
+
+- the interquartile mean (IQM: the mean of the middle 50% of all runs), robust to outlier runs;
+- stratified-bootstrap confidence intervals: seeds resampled with replacement within each task;
+- the probability of improvement P(X > Y): the chance that a run of agent X beats a run of agent Y on
+  the same task (Mann-Whitney's U statistic / n_x n_y, ties counting half), averaged over tasks.
+
+These are rliable's definitions, computed here with numpy and scipy: rliable 1.2 requires ``arch<8``,
+whose releases do not import under pandas 3 (which ``datasets`` brings in).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from experiments.results import RunRecord
+
+logger = logging.getLogger(__name__)
+
+REFERENCE = "avg_kd"
+
+
+def score_matrices(records: list[RunRecord], metric: str = "test_accuracy") -> dict[str, list[np.ndarray]]:
+    """Agent -> one array of per-seed scores per task, failed runs dropped; an agent missing from some
+    task is left out (its aggregate would be over other tasks than the rest)."""
+    scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for record in records:
+        value = getattr(record, metric)
+        if record.status == "ok" and value is not None:
+            scores[record.agent][record.task].append(value)
+    tasks = sorted({task for by_task in scores.values() for task in by_task})
+    partial = sorted(agent for agent, by_task in scores.items() if set(by_task) != set(tasks))
+    if partial:
+        logger.warning("left out of the aggregate (not run on every task of %s): %s", tasks, partial)
+    return {agent: [np.asarray(by_task[task]) for task in tasks] for agent, by_task in scores.items() if agent not in partial}
+
+
+def iqm(per_task: list[np.ndarray]) -> float | np.ndarray:
+    """Interquartile mean of every run of every task (over the last axis: bootstrap draws lead)."""
+    return stats.trim_mean(np.concatenate(per_task, axis=-1), 0.25, axis=-1)
+
+
+def mean(per_task: list[np.ndarray]) -> float | np.ndarray:
+    return np.concatenate(per_task, axis=-1).mean(axis=-1)
+
+
+def probability_of_improvement(x: list[np.ndarray], y: list[np.ndarray]) -> float | np.ndarray:
+    """P(a run of X beats a run of Y on the same task, ties counting half), averaged over tasks."""
+    per_task = [(xs[..., :, None] > ys[..., None, :]).mean(axis=(-2, -1)) + 0.5 * (xs[..., :, None] == ys[..., None, :]).mean(axis=(-2, -1))
+                for xs, ys in zip(x, y)]
+    return np.mean(per_task, axis=0)
+
+
+def stratified_interval(statistic: Callable[..., float | np.ndarray], samples: tuple[list[np.ndarray], ...], reps: int = 2000,
+                        seed: int = 0, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(point estimate, low, high): percentile interval over ``reps`` resamplings of the seeds within
+    each task, each of ``samples`` (one per agent) resampled independently; all draws at once."""
+    rng = np.random.default_rng(seed)
+    point = float(statistic(*samples))
+    resampled = tuple([scores[rng.integers(0, len(scores), (reps, len(scores)))] for scores in sample] for sample in samples)
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(statistic(*resampled), [tail, 100 - tail])
+    return point, float(low), float(high)
+
+
+@dataclass(frozen=True)
+class AggregateRow:
+    agent: str
+    runs: int
+    iqm: tuple[float, float, float]
+    mean: tuple[float, float, float]
+    improvement: tuple[float, float, float] | None
+    """P(this agent > the reference agent) with its interval; None for the reference itself."""
+
+
+def aggregate(records: list[RunRecord], reference: str = REFERENCE, reps: int = 2000, metric: str = "test_accuracy") -> list[AggregateRow]:
+    """One row per agent, best IQM first."""
+    scores = score_matrices(records, metric)
+    rows = []
+    for agent, per_task in scores.items():
+        improvement = None
+        if reference in scores and agent != reference:
+            improvement = stratified_interval(probability_of_improvement, (per_task, scores[reference]), reps)
+        rows.append(AggregateRow(agent, sum(len(s) for s in per_task), stratified_interval(iqm, (per_task,), reps),
+                                 stratified_interval(mean, (per_task,), reps), improvement))
+    return sorted(rows, key=lambda row: -row.iqm[0])
+
+
+def _interval(values: tuple[float, float, float]) -> str:
+    return f"{values[0]:.4f} [{values[1]:.4f}, {values[2]:.4f}]"
+
+
+def aggregate_table(rows: list[AggregateRow], reference: str = REFERENCE) -> str:
+    """Markdown: IQM, mean and P(agent > reference), each with its 95% stratified-bootstrap interval."""
+    lines = [f"| agent | runs | IQM test accuracy | mean test accuracy | P(agent > {reference}) |", "|---|---|---|---|---|"]
+    for row in rows:
+        improvement = "—" if row.improvement is None else _interval(row.improvement)
+        lines.append(f"| {row.agent} | {row.runs} | {_interval(row.iqm)} | {_interval(row.mean)} | {improvement} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_aggregate(rows: list[AggregateRow], path: str | Path, reference: str = REFERENCE) -> Path:
+    """IQM and P(improvement) with their intervals, one line per agent."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 0.4 * len(rows) + 1.5), sharey=True)
+    positions = np.arange(len(rows))[::-1]
+    for axis, key, title in ((left, "iqm", "IQM test accuracy"), (right, "improvement", f"P(agent > {reference})")):
+        for y, row in zip(positions, rows):
+            values = getattr(row, key)
+            if values is not None:
+                axis.plot([values[1], values[2]], [y, y], color="tab:blue", linewidth=4, alpha=0.5)
+                axis.plot(values[0], y, "o", color="tab:blue")
+        axis.set_title(title)
+        axis.grid(axis="x", alpha=0.3)
+    right.axvline(0.5, color="grey", linestyle="--")
+    left.set_yticks(positions, [row.agent for row in rows])
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
