@@ -15,6 +15,7 @@ returned unchanged for ``from_pretrained`` (a hub id or a local directory).
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import logging
 import os
 import shutil
@@ -23,6 +24,8 @@ import zipfile
 from pathlib import Path
 
 from tqdm.auto import tqdm
+
+from kd_env.cache import MANIFEST, build_lock, check_files, file_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +68,11 @@ def resolve_encoder(name: str, cache_dir: str | os.PathLike | None = None) -> st
 
 
 def unknown_encoder_error(name: str, error: Exception) -> ValueError:
+    if name in OFFLINE_ENCODERS:
+        return ValueError(
+            f"cannot load the offline encoder {name!r} ({type(error).__name__}: {error}); its installed package "
+            f"or its local build is damaged: reinstall with scripts/install.sh"
+        )
     return ValueError(
         f"cannot load encoder {name!r} ({type(error).__name__}: {error}); offline encoders: "
         f"{list(OFFLINE_ENCODERS)}, or give a local model directory (a hub id needs network access)"
@@ -86,22 +94,41 @@ def package_file(distribution: str, relative: str) -> Path:
 
 
 def _materialise(target: Path, build) -> Path:
-    """Build ``target`` once, in a temporary sibling renamed into place, so it is complete or absent."""
-    if (target / "config.json").is_file():
+    """Build ``target`` once, in a temporary sibling renamed into place, so it is complete or absent.
+
+    The build ends with a manifest of every file's size and SHA-256, checked on every use: a damaged
+    folder (a truncated ``model.safetensors``, a missing file, no manifest) is rebuilt with a warning.
+    One process builds while the others wait on the folder's lock.
+    """
+    if _damage(target) is None:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        logger.info("preparing the offline encoder %s in %s (once)", target.name, target)
-        build(staging)
+    with build_lock(target):
+        problem = _damage(target)
+        if problem is None:  # built by the process that held the lock before us
+            return target
+        if target.exists():
+            logger.warning("the local build of encoder %s in %s is damaged (%s); rebuilding it", target.name, target, problem)
+            shutil.rmtree(target)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
+            logger.info("preparing the offline encoder %s in %s (once)", target.name, target)
+            build(staging)
+            (staging / MANIFEST).write_text(json.dumps({"files": file_manifest(staging)}, indent=1))
             staging.rename(target)
-        except OSError:  # another process finished first: keep its copy
-            if not (target / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _damage(folder: Path) -> str | None:
+    """None if ``folder`` holds every file of its manifest, whole; else what is wrong."""
+    if not folder.exists():
+        return "absent"
+    try:
+        files = json.loads((folder / MANIFEST).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"no readable {MANIFEST}: {error}"
+    return check_files(folder, files, lambda name: True)
 
 
 def _build_minilm_l3(out: Path) -> None:

@@ -2,11 +2,14 @@
 
 An entry is a folder ``ROOT/KIND/KEY`` where KEY hashes everything the arrays depend on. Each array
 is a plain ``.npy`` file, so readers can ``np.load(path, mmap_mode="r")`` it and share pages between
-processes. ``manifest.json`` lists every file with its size and SHA-256 and is written last; the entry
-is built in a staging folder renamed into place, so a crash leaves no entry, never half of one. An
-entry whose files do not match its manifest (truncated, edited) is removed and rebuilt, never used.
-A valid entry is never recomputed. Arrays are checksummed on every load; other files (large model
-weights) are size-checked on load and checksummed when read through ``CacheEntry.file``.
+processes. ``manifest.json`` lists every file with its size and SHA-256, and the SHA-256 of the
+builder's metadata, and is written last; the entry is built in a staging folder renamed into place,
+so a crash leaves no entry, never half of one. An entry whose files or metadata do not match its
+manifest (truncated, edited), or that lacks an array its reader requires, is removed and rebuilt with
+a warning, never used. A valid entry is never recomputed. Arrays are checksummed on every load; other
+files (large model weights) are size-checked on load and checksummed when read through
+``CacheEntry.file``. One process builds a missing entry while the others wait on its file lock and
+then read it; staging folders left by a killed builder are removed by the next one.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +48,43 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def meta_checksum(meta: dict) -> str:
+    return hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def file_manifest(folder: Path) -> dict[str, dict]:
+    """Size and SHA-256 of every file under ``folder``, by path relative to it."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    return {p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": _sha256(p)} for p in files}
+
+
+def check_files(folder: Path, files: dict[str, dict], checksummed: Callable[[str], bool]) -> str | None:
+    """None if every listed file is present with its size (and checksum, where ``checksummed(name)``)."""
+    for name, expected in files.items():
+        file = folder / name
+        if not file.is_file():
+            return f"{name} is missing"
+        if file.stat().st_size != expected["size"]:
+            return f"{name} has {file.stat().st_size} bytes, expected {expected['size']}"
+        if checksummed(name) and _sha256(file) != expected["sha256"]:
+            return f"{name} does not match its checksum"
+    return None
+
+
+@contextmanager
+def build_lock(target: Path) -> Iterator[None]:
+    """Hold the per-target file lock; inside it, remove staging folders a killed builder left behind.
+
+    Staging folders of ``target`` are named ``.<name>-*``, the lock ``.<name>.lock``.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target.parent / f".{target.name}.lock")):
+        for stale in target.parent.glob(f".{target.name}-*"):
+            logger.info("removing %s, left by an interrupted build", stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        yield
+
+
 @dataclass(frozen=True)
 class CacheEntry:
     """A valid entry: its folder, its arrays' names and the metadata its builder returned."""
@@ -50,6 +92,8 @@ class CacheEntry:
     path: Path
     arrays: tuple[str, ...]
     meta: dict
+    checksums: dict[str, str] = field(default_factory=dict, repr=False)
+    """SHA-256 of every file of the entry, by name: a digest of its content for entries built from it."""
 
     def array(self, name: str, mmap: bool = True) -> np.ndarray:
         """An array of the entry; memory-mapped read-only by default."""
@@ -84,66 +128,71 @@ class ArrayStore:
     def entry_path(self, kind: str, key: str) -> Path:
         return self.root / kind / key
 
-    def load(self, kind: str, key: str) -> CacheEntry | None:
-        """The entry if it exists and is intact; a damaged entry is removed and None returned."""
+    def load(self, kind: str, key: str, required: tuple[str, ...] = ()) -> CacheEntry | None:
+        """The entry if it exists, is intact and has the ``required`` arrays; else it is removed and
+        None returned."""
         path = self.entry_path(kind, key)
         if not path.exists():
             return None
-        problem = self._verify(path)
+        problem = self._verify(path, required)
         if problem is None:
             manifest = json.loads((path / MANIFEST).read_text())
-            return CacheEntry(path, tuple(manifest["arrays"]), manifest["meta"])
+            checksums = {name: file["sha256"] for name, file in manifest["files"].items()}
+            return CacheEntry(path, tuple(manifest["arrays"]), manifest["meta"], checksums)
         logger.warning("cache entry %s is damaged (%s); removing it so it is rebuilt", path, problem)
         shutil.rmtree(path, ignore_errors=True)
         return None
 
-    def get_or_build(self, kind: str, description: dict, build: Callable[[Path], tuple[dict[str, np.ndarray], dict]]) -> CacheEntry:
+    def get_or_build(self, kind: str, description: dict, build: Callable[[Path], tuple[dict[str, np.ndarray], dict]],
+                     required: tuple[str, ...] = ()) -> CacheEntry:
         """Load the entry for ``description``, or build it: ``build(folder)`` returns (arrays, meta) and
-        may write extra files into ``folder`` (they are checksummed like the arrays)."""
+        may write extra files into ``folder`` (they are checksummed like the arrays). ``required``:
+        the arrays the caller will read; an entry without one of them is rebuilt."""
         key = content_key(description)
-        entry = self.load(kind, key)
+        entry = self.load(kind, key, required)
         if entry is not None:
             return entry
         target = self.entry_path(kind, key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=target.parent))
-        try:
-            arrays, meta = build(staging)
-            for name, array in arrays.items():
-                np.save(staging / f"{name}.npy", np.ascontiguousarray(array))
-            files = {p.name: {"size": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(staging.iterdir())}
-            manifest = {"description": description, "arrays": sorted(arrays), "files": files, "meta": meta}
-            (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str))
-            try:
-                staging.rename(target)
-            except OSError:  # another process stored the same entry first; its copy is as good
-                if self.load(kind, key) is None:
-                    raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        entry = self.load(kind, key)
+        with build_lock(target):
+            entry = self.load(kind, key, required)  # built by the process that held the lock before us
+            if entry is None:
+                self._build(target, description, build)
+                entry = self.load(kind, key, required)
         if entry is None:
             raise RuntimeError(f"cache entry {target} could not be stored intact")
         return entry
 
     @staticmethod
-    def _verify(path: Path) -> str | None:
-        """None if every file listed in the manifest is present with its size and checksum."""
+    def _build(target: Path, description: dict, build) -> None:
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+        try:
+            arrays, meta = build(staging)
+            for name, array in arrays.items():
+                np.save(staging / f"{name}.npy", np.ascontiguousarray(array))
+            manifest = {"description": description, "arrays": sorted(arrays), "files": file_manifest(staging), "meta": meta,
+                        "meta_sha256": meta_checksum(meta)}
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, default=str))
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    @staticmethod
+    def _verify(path: Path, required: tuple[str, ...] = ()) -> str | None:
+        """None if the manifest's files are present with their sizes and checksums, its metadata
+        matches its checksum (entries written before metadata was checksummed have none), and every
+        ``required`` array is there."""
         try:
             manifest = json.loads((path / MANIFEST).read_text())
             files = manifest["files"]
             for name in manifest["arrays"]:
                 if f"{name}.npy" not in files:
                     return f"array {name} is not in the manifest"
+            if "meta_sha256" in manifest and meta_checksum(manifest["meta"]) != manifest["meta_sha256"]:
+                return "its metadata does not match its checksum"
         except (OSError, ValueError, KeyError, TypeError) as error:
             return f"unreadable manifest: {error}"
+        missing = sorted(set(required) - set(manifest["arrays"]))
+        if missing:
+            return f"arrays {missing} are missing"
         arrays = {f"{name}.npy" for name in manifest["arrays"]}
-        for name, expected in files.items():
-            file = path / name
-            if not file.is_file():
-                return f"{name} is missing"
-            if file.stat().st_size != expected["size"]:
-                return f"{name} has {file.stat().st_size} bytes, expected {expected['size']}"
-            if name in arrays and _sha256(file) != expected["sha256"]:
-                return f"{name} does not match its checksum"
-        return None
+        return check_files(path, files, lambda name: name in arrays)

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from kd_env.cache import ArrayStore, CacheEntry
-from kd_env.data import SPLITS
-from kd_env.devices import resolve_device
+from kd_env.data import SPLITS, TEACHER_ARRAYS
+from kd_env.devices import resolve_device, runtime_key
 from kd_env.tasks import TextTask
 from kd_env.text_models import accuracy, encode, mean_pool, predict
 
@@ -110,13 +110,15 @@ def folder_hash(folder: str | Path) -> str:
 def prepare_checkpoint_teacher(task: TextTask, spec: CheckpointTeacher, store: ArrayStore, config) -> CacheEntry:
     """The cache entry of a checkpoint teacher's outputs (computed on first use).
 
-    ``config`` is the ``PreparationConfig`` (device, batch size, precision: not in the key)."""
+    ``config`` is the ``PreparationConfig`` (its device type and precision are in the key, not its batch size)."""
     columns = check_labels(spec, task.class_names)
     description = {
         "task": task.fingerprint(), "classes": list(task.class_names), "checkpoint_sha256": folder_hash(spec.checkpoint),
         "max_length": spec.max_length, "kind": "checkpoint", "code_version": CHECKPOINT_CODE_VERSION,
+        **runtime_key(config.device, config.mixed_precision),
     }
-    return store.get_or_build("teachers", description, lambda folder: _run_checkpoint(task, spec, columns, config))
+    return store.get_or_build("teachers", description, lambda folder: _run_checkpoint(task, spec, columns, config),
+                              required=TEACHER_ARRAYS)
 
 
 class _CheckpointClassifier(torch.nn.Module):

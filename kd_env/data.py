@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import torch
 
 SPLITS = ("train", "dev", "test")
+TEACHER_ARRAYS = tuple(f"{split}.{name}" for split in SPLITS for name in ("logits", "ce", "pooled"))
+"""The arrays of every teacher's cache entry, whether fine-tuned here or run from a checkpoint."""
 
 
 @dataclass(frozen=True)

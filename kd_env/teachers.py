@@ -23,8 +23,8 @@ import torch
 from kd_env.assets import cache_root
 from kd_env.cache import ArrayStore, CacheEntry
 from kd_env.checkpoint_teachers import CheckpointTeacher, check_labels, checkpoint_teacher, looks_like_checkpoint, prepare_checkpoint_teacher
-from kd_env.data import SPLITS
-from kd_env.devices import resolve_device
+from kd_env.data import SPLITS, TEACHER_ARRAYS
+from kd_env.devices import resolve_device, runtime_key
 from kd_env.pools import pool_teachers
 from kd_env.slices import OUTSIDE_SLICE_MODES, SliceSpec, slice_masks, teacher_training_labels
 from kd_env.tasks import TextTask
@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 # Bump when fine-tuning or inference changes what a cache entry holds: old entries are then ignored.
 CODE_VERSION = 1
+STACKED_ARRAYS = tuple(f"{split}.{name}" for split in SPLITS for name in ("logits", "ce"))
 
 
 @dataclass(frozen=True)
@@ -143,8 +144,8 @@ def resolve_teacher_specs(teachers: list | str | None) -> list[TeacherSpec]:
 
 @dataclass(frozen=True)
 class PreparationConfig:
-    """Where and how teachers and embeddings are prepared (``task_options`` keys; not in cache keys:
-    a device or precision change alters outputs only by rounding)."""
+    """Where and how teachers and embeddings are prepared (``task_options`` keys). The cache keys hold
+    the device type and precision (``kd_env.devices.runtime_key``), not the folder or batch size."""
 
     cache_dir: str | None = None
     """The cache root (default ``KD_ENV_CACHE`` or the user cache; see ``kd_env.assets``)."""
@@ -170,16 +171,16 @@ class DiskTeacherCache:
 
     def __init__(self, entries: dict[str, CacheEntry], store: ArrayStore) -> None:
         self._entries = entries
-        description = {"teachers": [entry.path.name for entry in entries.values()], "code_version": CODE_VERSION}
-        self._stacked = store.get_or_build("stacked", description, self._stack)
+        # Keyed by the checksums of the stacked arrays, not the entries' names: a teacher entry rebuilt
+        # with other outputs gives another stacked entry instead of serving the stale one.
+        stacked_files = [f"{name}.npy" for name in STACKED_ARRAYS]
+        description = {"teachers": [[entry.checksums[f] for f in stacked_files] for entry in entries.values()],
+                       "code_version": CODE_VERSION}
+        self._stacked = store.get_or_build("stacked", description, self._stack, required=STACKED_ARRAYS)
 
     def _stack(self, folder: Path) -> tuple[dict[str, np.ndarray], dict]:
         entries = list(self._entries.values())
-        arrays = {
-            f"{split}.{name}": np.stack([e.array(f"{split}.{name}") for e in entries], axis=1)
-            for split in SPLITS
-            for name in ("logits", "ce")
-        }
+        arrays = {name: np.stack([e.array(name) for e in entries], axis=1) for name in STACKED_ARRAYS}
         return arrays, {}
 
     @property
@@ -202,10 +203,11 @@ class DiskTeacherCache:
 
 def teacher_description(task: TextTask, spec: TeacherSpec, config: PreparationConfig | None = None) -> dict:
     """Everything a teacher's outputs depend on: the cache key's content (cluster slices also depend
-    on the frozen encoder whose vectors are clustered)."""
-    description = {"task": task.fingerprint(), "classes": list(task.class_names), "spec": dataclasses.asdict(spec), "code_version": CODE_VERSION}
+    on the frozen encoder whose vectors are clustered, and all on the device type and precision)."""
+    config = config or PreparationConfig()
+    description = {"task": task.fingerprint(), "classes": list(task.class_names), "spec": dataclasses.asdict(spec), "code_version": CODE_VERSION,
+                   **runtime_key(config.device, config.mixed_precision)}
     if spec.slice is not None and SliceSpec.parse(spec.slice).kind == "cluster":
-        config = config or PreparationConfig()
         description["slice_vectors"] = embedding_description(task, config.semantic_encoder, config.semantic_max_length)
     return description
 
@@ -246,6 +248,7 @@ def prepare_teachers(task: TextTask, specs: list[TeacherSpec], config: Preparati
         entries[spec.name] = store.get_or_build(
             "teachers", teacher_description(task, spec, config),
             lambda folder, spec=spec: _build_teacher(task, spec, config, folder, masks.get(spec.slice)),
+            required=TEACHER_ARRAYS,
         )
     return DiskTeacherCache(entries, store)
 
@@ -316,8 +319,10 @@ def embedding_description(task: TextTask, encoder: str, max_length: int) -> dict
 def sentence_embeddings(task: TextTask, config: PreparationConfig) -> CacheEntry:
     """Frozen-encoder, L2-normalised mean-pooled vectors of every split (``{split}.vectors``), cached."""
     store = ArrayStore(cache_root(config.cache_dir))
-    description = embedding_description(task, config.semantic_encoder, config.semantic_max_length)
-    return store.get_or_build("embeddings", description, lambda folder: _build_embeddings(task, config))
+    description = {**embedding_description(task, config.semantic_encoder, config.semantic_max_length),
+                   **runtime_key(config.device, config.mixed_precision)}
+    return store.get_or_build("embeddings", description, lambda folder: _build_embeddings(task, config),
+                              required=tuple(f"{split}.vectors" for split in SPLITS))
 
 
 def _build_embeddings(task: TextTask, config: PreparationConfig):

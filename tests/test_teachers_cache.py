@@ -6,7 +6,7 @@ import torch
 import kd_env  # noqa: F401 - registers the env ids
 from kd_env import teachers as teachers_module
 from kd_env.assets import cache_root, resolve_encoder
-from kd_env.cache import ArrayStore
+from kd_env.cache import ArrayStore, content_key
 from kd_env.problems import build_distillation_data
 from kd_env.tasks import load_task
 from kd_env.teachers import PreparationConfig, prepare_teachers, resolve_teacher_specs
@@ -69,7 +69,7 @@ def test_failed_build_leaves_nothing_behind(tmp_path):
 
     with pytest.raises(RuntimeError, match="halfway"):
         store.get_or_build("kind", {"a": 1}, build)
-    assert list((tmp_path / "kind").iterdir()) == []
+    assert [p.name for p in (tmp_path / "kind").iterdir()] == [f".{content_key({'a': 1})}.lock"]  # the lock stays, reusable
 
 
 def test_unwritable_cache_dir_is_a_clear_error(tmp_path):
@@ -136,7 +136,7 @@ def test_failed_teacher_preparation_leaves_no_entry(tmp_path, tiny_bert, reviews
     task = load_task(f"csv:{reviews_csv}")
     with pytest.raises(KeyboardInterrupt):
         prepare_teachers(task, resolve_teacher_specs(tiny_teachers(tiny_bert)), PreparationConfig(cache_dir=str(tmp_path), device="cpu"))
-    assert list((tmp_path / "teachers").iterdir()) == []
+    assert [p for p in (tmp_path / "teachers").iterdir() if p.suffix != ".lock"] == []
 
 
 # ------------------------------------------------------------------------------- the text problem
