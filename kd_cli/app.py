@@ -86,24 +86,39 @@ def train(
     env_id: EnvId = "kd_env/TeacherSelection-v0",
     env_kwargs: EnvKwargs = None,
     agent_kwargs: AgentKwargs = None,
-    resume: Annotated[Path | None, typer.Option(metavar="RUN_DIR", help="Continue the checkpoint in this run folder.")] = None,
+    resume: Annotated[Path | None, typer.Option(metavar="RUN_DIR", help="Continue the newest checkpoint in this run folder.")] = None,
+    checkpoint_every: Annotated[int, typer.Option(metavar="N", help="Env steps between periodic checkpoints (0: only at the end and on Ctrl-C/SIGTERM).")] = 1000,
 ) -> None:
-    """Train one agent (its student is trained as a side effect); Ctrl-C checkpoints, --resume continues."""
+    """Train one agent (its student is trained as a side effect); Ctrl-C and SIGTERM checkpoint, --resume continues."""
+    import signal
+
     import agents
-    from agents.training import TrainConfig
+    from agents.checkpoints import CheckpointError
+    from agents.training import Terminated, TrainConfig
     from agents.training import resume as resume_run
     from agents.training import train as train_run
 
-    if resume is not None:
-        result = resume_run(resume, total_steps=total_steps)
-    else:
-        if agent is None or total_steps is None:
-            raise ValueError("--agent and --total-steps are needed unless --resume is given")
-        if agent not in agents.agent_names():
-            raise ValueError(f"unknown agent {agent!r}; available: {agents.agent_names()}")
-        config = TrainConfig(agent=agent, total_steps=total_steps, seed=seed, env_id=env_id, logdir=str(logdir),
-                             env_kwargs=parse_pairs(env_kwargs, "--env-kwargs"), agent_kwargs=parse_pairs(agent_kwargs, "--agent-kwargs"))
-        result = train_run(config)
+    every = checkpoint_every or None
+    try:
+        if resume is not None:
+            result = resume_run(resume, total_steps=total_steps, checkpoint_every=every)
+        else:
+            if agent is None or total_steps is None:
+                raise ValueError("--agent and --total-steps are needed unless --resume is given")
+            if agent not in agents.agent_names():
+                raise ValueError(f"unknown agent {agent!r}; available: {agents.agent_names()}")
+            config = TrainConfig(agent=agent, total_steps=total_steps, seed=seed, env_id=env_id, logdir=str(logdir),
+                                 env_kwargs=parse_pairs(env_kwargs, "--env-kwargs"), agent_kwargs=parse_pairs(agent_kwargs, "--agent-kwargs"))
+            result = train_run(config, checkpoint_every=every)
+    except CheckpointError as error:
+        typer.echo(f"cannot resume: {error}", err=True)
+        raise typer.Exit(2) from error
+    except Terminated as stop:
+        typer.echo("terminated: checkpoint saved; continue with --resume RUN_DIR", err=True)
+        raise typer.Exit(128 + signal.SIGTERM) from stop
+    except KeyboardInterrupt as stop:
+        typer.echo("interrupted: checkpoint saved; continue with --resume RUN_DIR", err=True)
+        raise typer.Exit(130) from stop
     typer.echo(f"run: {result.run_dir}\nenv steps: {result.env_steps}  wall time: {result.wall_time_s:.1f}s")
     typer.echo(f"student dev accuracy: {result.dev_accuracy:.4f}  test accuracy: {result.test_accuracy:.4f}  test macro-F1: {result.test_macro_f1:.4f}")
 
