@@ -1,7 +1,7 @@
 """Each instance of a batch as one SB3 sub-env, so on-policy SB3 algorithms get per-instance credit.
 
 A kd_env step acts on a batch of B instances and returns one batch-mean reward; PPO on that reward
-cannot tell which of the B*K decisions helped (DESIGN.md 3b, "Credit assignment matters").
+cannot tell which of the B*K decisions helped (batch-level rewards learn flat selection profiles).
 ``InstanceVecEnv`` wraps an SB3 ``VecEnv`` of n such batch envs and exposes n*B sub-envs: sub-env
 ``i * B + j`` is instance j of env i. It observes that instance's (K, F) pair features, flattened to
 (K*F,), acts ``MultiBinary(K)`` (``Box([0, 1]^K)`` for the weighting env), and is rewarded with its

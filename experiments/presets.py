@@ -92,7 +92,7 @@ def _reinforce(label: str, env_kwargs: dict | None = None, stages: int = 1, **ag
     )
 
 
-# The levers issue 5 asks about, one at a time against the quick setting's REINFORCE: the reward, the
+# The levers of learned selection, one at a time against the quick setting's REINFORCE: the reward, the
 # advantage (paper: episode return), policy size, learning rate, the stage lengths, the feature set
 # (teacher features only; the paper's semantic vector, teacher probabilities and teacher CE; no
 # student-dependent features); and continuous weights (MTKD-RL style) against selection. ``dev_gain`` gives every instance the same reward, so it
