@@ -29,9 +29,21 @@ AgentKwargs = Annotated[Pairs, typer.Option("--agent-kwargs", metavar="KEY=VALUE
 TaskOptions = Annotated[Pairs, typer.Option("--task-options", metavar="KEY=VALUE", help="A task option (text_column=review, delimiter=';', column_names='[\"text\",\"label\"]', max_train=4000, cache_dir=..., device=cuda) or a JSON object. Repeatable.")]
 StudentOptions = Annotated[Pairs, typer.Option("--student-options", metavar="KEY=VALUE", help="A student option (num_layers=2, encoder=minilm-l6) or a JSON object. Repeatable.")]
 Teachers = Annotated[list[str] | None, typer.Option("--teacher", metavar="TEACHER", help="A built-in teacher (minilm-l6, minilm-l3, mpnet-l3), a fine-tuned checkpoint folder, or a JSON spec. Repeatable; default: the task's teachers.")]
+Task = Annotated[str | None, typer.Option(help="The env's task: synthetic, twitter-sentiment, bbc-news, glue:NAME, csv:PATH, tsv:PATH, json:PATH, jsonl:PATH (default: the env's).")]
+Student = Annotated[str | None, typer.Option(help="The env's student: head, transformer, ... (default: the env's).")]
 Seed = Annotated[int, typer.Option(help="Seed of the run (student initialisation, batch order, agent).")]
 EnvId = Annotated[str, typer.Option(help="kd_env/TeacherSelection-v0 (select teachers) or kd_env/TeacherWeighting-v0 (weights).")]
 Logdir = Annotated[Path, typer.Option(help="Folder of the TensorBoard runs.")]
+
+def env_arguments(env_kwargs: Pairs, task: str | None = None, teacher: list[str] | None = None, student: str | None = None,
+                  student_options: Pairs = None, task_options: Pairs = None) -> dict:
+    """``--env-kwargs`` with the shortcut flags every env-building subcommand shares merged in."""
+    merged = parse_pairs(env_kwargs, "--env-kwargs")
+    shortcuts = {"task": task, "teachers": parse_teachers(teacher), "student": student,
+                 "student_options": parse_pairs(student_options, "--student-options") or None,
+                 "task_options": parse_pairs(task_options, "--task-options") or None}
+    return {**merged, **{key: value for key, value in shortcuts.items() if value is not None}}
+
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError)
 
@@ -84,6 +96,11 @@ def train(
     seed: Seed = 0,
     logdir: Logdir = Path("runs"),
     env_id: EnvId = "kd_env/TeacherSelection-v0",
+    task: Task = None,
+    teacher: Teachers = None,
+    student: Student = None,
+    student_options: StudentOptions = None,
+    task_options: TaskOptions = None,
     env_kwargs: EnvKwargs = None,
     agent_kwargs: AgentKwargs = None,
     resume: Annotated[Path | None, typer.Option(metavar="RUN_DIR", help="Continue the newest checkpoint in this run folder.")] = None,
@@ -108,7 +125,8 @@ def train(
             if agent not in agents.agent_names():
                 raise ValueError(f"unknown agent {agent!r}; available: {agents.agent_names()}")
             config = TrainConfig(agent=agent, total_steps=total_steps, seed=seed, env_id=env_id, logdir=str(logdir),
-                                 env_kwargs=parse_pairs(env_kwargs, "--env-kwargs"), agent_kwargs=parse_pairs(agent_kwargs, "--agent-kwargs"))
+                                 env_kwargs=env_arguments(env_kwargs, task, teacher, student, student_options, task_options),
+                                 agent_kwargs=parse_pairs(agent_kwargs, "--agent-kwargs"))
             result = train_run(config, checkpoint_every=every)
     except CheckpointError as error:
         typer.echo(f"cannot resume: {error}", err=True)
@@ -181,6 +199,11 @@ def sweep(
     total_steps: Annotated[int, typer.Option(help="Env steps of each training run.")],
     seeds: Annotated[str, typer.Option(help="Seeds as a range or list: 0-4, 0,2,5.")] = "0",
     env_id: EnvId = "kd_env/TeacherSelection-v0",
+    task: Task = None,
+    teacher: Teachers = None,
+    student: Student = None,
+    student_options: StudentOptions = None,
+    task_options: TaskOptions = None,
     env_kwargs: EnvKwargs = None,
     env_grid: Annotated[Pairs, typer.Option("--env-grid", metavar="KEY=[V1,V2]", help="An env argument and the JSON list of values to try. Repeatable.")] = None,
     agent_kwargs: AgentKwargs = None,
@@ -201,7 +224,7 @@ def sweep(
         grid_entry(agent)
     spec = SweepSpec(
         agents=names, seeds=parse_seeds(seeds), total_steps=total_steps, env_id=env_id,
-        env_kwargs=parse_pairs(env_kwargs, "--env-kwargs"), env_grid=parse_grid(env_grid, "--env-grid"),
+        env_kwargs=env_arguments(env_kwargs, task, teacher, student, student_options, task_options), env_grid=parse_grid(env_grid, "--env-grid"),
         agent_kwargs=parse_pairs(agent_kwargs, "--agent-kwargs"), agent_grid=parse_grid(agent_grid, "--agent-grid"),
     )
     records = run_sweep(spec, results, logdir, address, num_cpus, cpus_per_trial, name)
@@ -248,12 +271,17 @@ def bench(
     steps: Annotated[int, typer.Option(help="Env steps to time.")] = 500,
     seed: Seed = 0,
     env_id: EnvId = "kd_env/TeacherSelection-v0",
+    task: Task = None,
+    teacher: Teachers = None,
+    student: Student = None,
+    student_options: StudentOptions = None,
+    task_options: TaskOptions = None,
     env_kwargs: EnvKwargs = None,
 ) -> None:
     """Env steps per second under random actions (construction and resets excluded); detailed benchmarks: scripts/bench_*.py."""
     from experiments.throughput import env_throughput
 
-    result = env_throughput(env_id, parse_pairs(env_kwargs, "--env-kwargs"), steps, seed)
+    result = env_throughput(env_id, env_arguments(env_kwargs, task, teacher, student, student_options, task_options), steps, seed)
     typer.echo(json.dumps(result, indent=2))
 
 

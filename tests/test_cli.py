@@ -121,3 +121,9 @@ def test_distill_refuses_a_non_empty_out(tmp_path, no_compute):
     result = runner.invoke(app, ["distill", "--task", "synthetic", "--out", str(out)])
     assert result.exit_code == 2 and "not empty; pass --overwrite" in result.stderr
     assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_bench_reports_env_steps_per_second():
+    result = runner.invoke(app, ["bench", "--steps", "5", "--task", "synthetic", *SMALL])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["steps"] == 5

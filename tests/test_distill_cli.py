@@ -68,3 +68,11 @@ def test_distill_refuses_checkpoint_with_other_labels(setting, tmp_path):
     result = runner.invoke(app, ["distill", *common, "--teacher", wrong, "--student", "head", "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "do not match the task's classes ['neg', 'neu', 'pos']" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_prepare_prints_checkpoint_teachers(setting):
+    _, _, common = setting
+    options = common[common.index("--task-options") + 1]
+    result = runner.invoke(app, ["prepare", "--task", common[1], "--teacher", common[3], "--task-options", options])
+    assert result.exit_code == 0, result.output
+    assert "| teacher-a |" in result.output
