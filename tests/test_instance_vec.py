@@ -124,3 +124,15 @@ def test_instance_ppo_weights_teachers_with_an_mlp_policy(small_env_kwargs):
     agent.learn(8)
     obs, _ = env.reset(seed=1)
     assert env.action_space.contains(agent.predict(obs).astype(np.float32))
+
+
+def test_instance_agent_runs_are_reproducible_from_the_seed(small_env_kwargs):
+    def trained_policy(seed):
+        env = ContinuingStudent(gym.make("kd_env/TeacherSelection-v0", **small_env_kwargs))
+        agent = agents.make("ppo_instance", env, seed=seed, algo_kwargs={"n_steps": 8, "batch_size": 64})
+        agent.learn(24)  # crosses an episode end (16 steps)
+        return [p.detach().clone() for p in agent.model.policy.parameters()]
+
+    first, second, other = trained_policy(4), trained_policy(4), trained_policy(5)
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other))
