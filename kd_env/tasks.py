@@ -13,6 +13,7 @@ sources repeat texts and a repeat across splits would leak the test set into tra
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -81,10 +82,16 @@ class TaskConfig:
     """csv/tsv files: the field separator; None = a tab for ``tsv:`` and ``.tsv`` files, else a comma."""
     column_names: list[str] | None = None
     """csv/tsv files without a header line: their columns' names, in order (the first line is data)."""
+    encoding: str = "utf-8"
+    """User files: their text encoding (``latin-1``, ``cp1252``, ...)."""
     glue_path: str = "glue"
     """What ``datasets.load_dataset`` is given for GLUE: the hub name, or a local copy of its layout."""
 
     def __post_init__(self) -> None:
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding {self.encoding!r} (task option encoding)") from None
         for name in ("dev_fraction", "test_fraction"):
             if not 0.0 < getattr(self, name) < 0.5:
                 raise ValueError(f"{name} must be in (0, 0.5), got {getattr(self, name)}")
@@ -212,8 +219,6 @@ def _glue_label(value, spec: GlueTask, name: str) -> int:
 
 def _load_user_files(fmt: str, path: Path, config: TaskConfig) -> tuple[dict[str, TextSplit], list[str]]:
     """One file is split here; a folder must hold train, dev (or validation) and test files."""
-    import datasets
-
     if path.is_dir():
         files = {}
         extensions = USER_FILE_FORMATS[fmt][1]
@@ -227,7 +232,7 @@ def _load_user_files(fmt: str, path: Path, config: TaskConfig) -> tuple[dict[str
         files = {"train": str(path)}
     else:
         raise FileNotFoundError(f"{fmt}:{path}: no such file or folder")
-    loaded = datasets.load_dataset(USER_FILE_FORMATS[fmt][0], data_files=files, **_reader_options(fmt, files, config))
+    loaded = _read_user_files(fmt, files, config)
     columns = {split: _columns(loaded[split], config.text_column, config.text_pair_column, config.label_column, f"{path} {split}") for split in files}
     raw_class_names = _class_names(columns["train"][2])
     index = {value: i for i, value in enumerate(raw_class_names)}
@@ -247,16 +252,53 @@ def _load_user_files(fmt: str, path: Path, config: TaskConfig) -> tuple[dict[str
     return splits, class_names
 
 
+def _read_user_files(fmt: str, files: dict[str, str], config: TaskConfig):
+    """``datasets.load_dataset`` of the user's files, failing in one line that names the file and the
+    cause (``datasets`` buries it under a ``DatasetGenerationError`` many frames deep)."""
+    import datasets
+
+    for file in files.values():
+        _check_user_file(Path(file), fmt, config)
+    try:
+        return datasets.load_dataset(USER_FILE_FORMATS[fmt][0], data_files=files, **_reader_options(fmt, files, config))
+    except Exception as error:  # noqa: BLE001 - whatever the reader raises, the user needs the file and the cause
+        logger.debug("reading %s failed", files, exc_info=True)
+        cause = error
+        while isinstance(cause, datasets.exceptions.DatasetGenerationError) and (cause.__cause__ or cause.__context__):
+            cause = cause.__cause__ or cause.__context__
+        raise ValueError(f"cannot read {', '.join(files.values())} as {fmt}: {type(cause).__name__}: {cause}") from None
+
+
+def _check_user_file(path: Path, fmt: str, config: TaskConfig) -> None:
+    """Refuse, naming the file, what ``datasets`` reports obscurely: an empty file, bytes that are not
+    in the file's encoding, a csv whose header has no row under it."""
+    header_lines = 1 if USER_FILE_FORMATS[fmt][0] == "csv" and config.column_names is None else 0
+    lines = 0
+    try:
+        with open(path, encoding=config.encoding, newline="") as handle:
+            lines = sum(1 for line in handle if line.strip())
+    except UnicodeDecodeError as error:
+        byte = error.object[error.start : error.start + 1].hex()
+        raise ValueError(
+            f"{path} is not {config.encoding} text (byte 0x{byte}: {error.reason}); name its encoding with the task "
+            f"option encoding, e.g. encoding=latin-1"
+        ) from None
+    if lines == 0:
+        raise ValueError(f"{path} is empty")
+    if lines <= header_lines:
+        raise ValueError(f"{path} has a header line and no rows under it")
+
+
 def _reader_options(fmt: str, files: dict[str, str], config: TaskConfig) -> dict:
-    """``datasets`` reader options of a user file: separator, quoting and header-less column names."""
+    """``datasets`` reader options of a user file: encoding, separator, quoting and header-less column names."""
     if USER_FILE_FORMATS[fmt][0] != "csv":
         if config.column_names is not None or config.delimiter is not None:
             raise ValueError(f"the task options column_names and delimiter apply to csv/tsv files, not {fmt}:")
-        return {}
+        return {"encoding": config.encoding}
     delimiter = config.delimiter
     if delimiter is None:
         delimiter = "\t" if fmt == "tsv" or any(f.endswith(".tsv") for f in files.values()) else ","
-    options = {"delimiter": delimiter}
+    options = {"delimiter": delimiter, "encoding": config.encoding}
     if delimiter == "\t":
         options["quoting"] = 3  # csv.QUOTE_NONE: quotes in tab-separated text are text
     if config.column_names is not None:

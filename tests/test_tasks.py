@@ -57,6 +57,35 @@ def test_csv_folder_with_given_splits(tmp_path):
     assert [len(task.splits[s]) for s in ("train", "dev", "test")] == [60, 15, 15]
 
 
+BAD_FILES = [
+    ("latin.csv", "text,label\ncaf\xe9 good,pos\n".encode("latin-1"), r"is not utf-8 text \(byte 0xe9: .*\); .*encoding=latin-1"),
+    ("torn.jsonl", b'{"text": "good", "label": "pos"}\n{"text": "ba', r"cannot read .*torn.jsonl as jsonl: ArrowInvalid: JSON parse error"),
+    ("empty.csv", b"", r"empty.csv is empty"),
+    ("blank.jsonl", b"\n", r"blank.jsonl is empty"),
+    ("header.csv", b"text,label\n", r"header.csv has a header line and no rows under it"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "message"), BAD_FILES)
+def test_bad_user_files_fail_in_one_line_naming_the_file(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message) as caught:
+        load_task(f"{path.suffix[1:]}:{path}")
+    error = caught.value  # one line, and no chained traceback printed above it
+    assert "\n" not in str(error) and error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
+
+
+def test_encoding_option_reads_a_latin_1_file(tmp_path):
+    rows = [{**row, "text": row["text"] + " caf\u00e9"} for row in sentiment_rows(90)]
+    path = tmp_path / "latin.csv"
+    path.write_bytes("text,label\n".encode() + "".join(f"{r['text']},{r['label']}\n" for r in rows).encode("latin-1"))
+    task = load_task(f"csv:{path}", TaskConfig(encoding="latin-1"))
+    assert all(text.endswith("caf\u00e9") for text in task.splits["train"].texts)
+    with pytest.raises(ValueError, match="unknown encoding 'klingon'"):
+        TaskConfig(encoding="klingon")
+
+
 def test_labels_unseen_in_training_are_rejected(tmp_path):
     rows = sentiment_rows(60)
     write_csv(tmp_path / "d" / "train.csv", [r for r in rows if r["label"] != "neu"])
