@@ -8,7 +8,7 @@ Teacher outputs, labels and student inputs of the training split are the templat
 every sub-env; each sub-env holds only its batch order and its student.
 
 The static features (those of the data and the teachers alone) are made once for the whole training
-split and gathered per step. A single env makes them per batch instead, so that its processes share
+split, in rows as wide as the observation, and gathered per step. A single env makes them per batch instead, so that its processes share
 the teacher outputs rather than each holding features of all of them; here one table serves all N
 sub-envs of the process, and gathering it costs one indexing call per step.
 """
@@ -16,6 +16,7 @@ sub-envs of the process, and gathering it costs one indexing call per step.
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any
 
 import numpy as np
@@ -98,8 +99,15 @@ class BatchedTeacherSelectionEnv(VectorEnv):
 
         env = self.template
         self._teacher_log_probs = log_softmax(env._teacher_logits_np.astype(np.float64))
+        self._teacher_probs = np.exp(self._teacher_log_probs)
         train_labels = env._labels.cpu().numpy()
-        self._static_table = static_features(env.layout, self._teacher_log_probs, train_labels, env._semantic)
+        static = static_features(env.layout, self._teacher_log_probs, train_labels, env._semantic)
+        self._static_width = static.shape[-1]
+        # Full-width rows (dynamic columns left zero): one gather makes an observation's static part.
+        self._feature_table = np.zeros((*static.shape[:2], env.layout.size), dtype=np.float32)
+        self._feature_table[..., : self._static_width] = static
+        self._all_true = np.ones(self.num_envs, dtype=bool)
+        self._all_true.flags.writeable = False
 
         self._rngs: list[np.random.Generator | None] = [None] * self.num_envs
         self.students = None
@@ -152,7 +160,7 @@ class BatchedTeacherSelectionEnv(VectorEnv):
         )
         # The sum of the per-env batch means: each student's gradient is its own single env's.
         loss = parts.total.sum() / self.batch_size
-        if not torch.isfinite(loss):
+        if not math.isfinite(loss.item()):
             bad = np.flatnonzero(~np.isfinite(parts.total.detach().reshape(self.num_envs, -1).sum(dim=1).cpu().numpy()))
             raise FloatingPointError(f"non-finite student loss at step {step} in sub-envs {bad.tolist()}; no student was updated")
         self.optimizer.zero_grad(set_to_none=True)
@@ -175,7 +183,7 @@ class BatchedTeacherSelectionEnv(VectorEnv):
         info.update(self._observation_info())
         self._needs_reset = terminated
         terminations = np.full(self.num_envs, terminated)
-        return self._observation(), rewards, terminations, np.zeros(self.num_envs, dtype=bool), _with_masks(info, self.num_envs)
+        return self._observation(), rewards, terminations, np.zeros(self.num_envs, dtype=bool), self._with_masks(info)
 
     @torch.no_grad()
     def evaluate(self, split: str = "dev") -> dict[str, np.ndarray]:
@@ -304,24 +312,25 @@ class BatchedTeacherSelectionEnv(VectorEnv):
     def _observation(self) -> np.ndarray:
         layout, step = self.template.layout, self._step
         rows = self._episode.indices[step].reshape(-1)
-        n, b = self.num_envs, self.batch_size
-        static = self._static_table[rows].reshape(n, b, self.num_teachers, -1)
+        obs = self._feature_table[rows]
         if not layout.dynamic_groups:
-            return static.reshape(n, -1)
-        dynamic = dynamic_features(
+            return obs.reshape(self.num_envs, -1)
+        dynamic_features(
             layout,
             self._teacher_log_probs[rows],
-            self._pending_log_probs.reshape(n * b, -1),
+            self._pending_log_probs.reshape(len(rows), -1),
             self._episode.labels_np[step].reshape(-1),
             step / self.episode_steps,
+            teacher_probs=self._teacher_probs[rows],
+            out=obs[..., self._static_width :],
         )
-        return np.concatenate([static, dynamic.reshape(n, b, self.num_teachers, -1)], axis=-1).reshape(n, -1)
+        return obs.reshape(self.num_envs, -1)
 
     def _observation_info(self) -> dict[str, Any]:
         if self._episode.oracle is None:
             return {}
         info = {"oracle": self._episode.oracle[self._step].reshape(self.num_envs, -1).astype(np.int8)}
-        return _with_masks(info, self.num_envs)
+        return self._with_masks(info)
 
     def _step_info(self, step, batch_means, log_probs_before, weights: np.ndarray) -> dict[str, Any]:
         """As ``TeacherSelectionEnv._step_info``, with a leading axis of N on every value."""
@@ -344,8 +353,7 @@ class BatchedTeacherSelectionEnv(VectorEnv):
             info["expert_weight"] = np.where(experts, weights, 0.0).sum(axis=(1, 2)) / totals
         return info
 
-
-def _with_masks(info: dict[str, Any], num_envs: int) -> dict[str, Any]:
-    """Add Gymnasium's ``_key`` masks: every sub-env reports every key (lockstep)."""
-    masks = {f"_{key}": np.ones(num_envs, dtype=bool) for key in info if not key.startswith("_")}
-    return {**info, **masks}
+    def _with_masks(self, info: dict[str, Any]) -> dict[str, Any]:
+        """Add Gymnasium's ``_key`` masks: every sub-env reports every key (lockstep), so all share
+        one read-only all-True array."""
+        return {**info, **{f"_{key}": self._all_true for key in info if not key.startswith("_")}}

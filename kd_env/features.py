@@ -163,10 +163,18 @@ def dynamic_features(
     student_log_probs: np.ndarray,
     labels: np.ndarray,
     progress: float,
+    teacher_probs: np.ndarray | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(B, K, F_dynamic) features that depend on the current student (its (B, C) log-probabilities)."""
+    """(B, K, F_dynamic) features that depend on the current student (its (B, C) log-probabilities).
+
+    A caller that keeps ``exp(teacher_log_probs)`` passes it as ``teacher_probs``, and one that
+    assembles the observation itself passes its (B, K, F_dynamic) slice as ``out``: the same values,
+    fewer passes over the largest arrays.
+    """
     b, k, _ = teacher_log_probs.shape
-    out = np.empty((b, k, sum(layout.dynamic_widths)), dtype=np.float32)
+    if out is None:
+        out = np.empty((b, k, sum(layout.dynamic_widths)), dtype=np.float32)
     start = 0
     for group, width in zip(layout.dynamic_groups, layout.dynamic_widths):
         target = out[:, :, start : start + width]
@@ -175,7 +183,8 @@ def dynamic_features(
         elif group == "student_ce":
             target[...] = squash(-student_log_probs[np.arange(b), labels])[:, None, None]
         elif group == "kl_teacher_student":
-            kl = (np.exp(teacher_log_probs) * (teacher_log_probs - student_log_probs[:, None, :])).sum(axis=-1)
+            probs = np.exp(teacher_log_probs) if teacher_probs is None else teacher_probs
+            kl = (probs * (teacher_log_probs - student_log_probs[:, None, :])).sum(axis=-1)
             target[...] = squash(kl)[..., None]
         elif group == "progress":
             target[...] = min(max(progress, 0.0), 1.0)

@@ -243,5 +243,7 @@ def build_student(name: str, data: DistillationData, seed: int, options: dict | 
     if name not in STUDENT_BUILDERS:
         raise ValueError(f"unknown student {name!r}; available: {sorted(STUDENT_BUILDERS)}")
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        # The CPU generator only: fork_rng restores no accelerator state, and torch.manual_seed would
+        # also (lazily) reseed every accelerator's, recording a stack trace each time.
+        torch.default_generator.manual_seed(seed)
         return STUDENT_BUILDERS[name](data, **(options or {}))

@@ -1,0 +1,181 @@
+"""The batched vector env: aggregate env steps/s against N, its step against a bare batched step, memory.
+
+    python scripts/bench_batched.py --num-envs 1 4 16 64 --rounds 5 --seconds 1.5
+
+Speed: synthetic task, B=32, K=4, ``head`` student, default episodes (32 steps, so episode ends, dev
+evaluations and autoresets are on the clock). For every N, in alternating rounds of one run:
+the batched env (``gym.make_vec(..., vectorization_mode="vector_entry_point")``), a *bare batched
+step* on the same env's stacked students and episode data (forward, KD loss, backward, AdamW:
+what any training loop of N students must do, nothing of the env), and one single env. Medians
+over rounds. Env steps counted are transitions: the autoreset calls take time but count nothing.
+
+Memory: for every N, a fresh process builds the env, runs two episodes, and reports its peak
+resident memory; the teacher outputs it holds once, whatever N, are listed beside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import kd_env  # noqa: F401  (registers the ids)
+from kd_env.distill import kd_loss, weights_from_selection
+
+ENV_ID = "kd_env/TeacherSelection-v0"
+
+
+def env_kwargs(args) -> dict:
+    return {"task": "synthetic", "batch_size": args.batch_size}
+
+
+class Clock:
+    """Wall-clock and CPU time (this process) since it was made; rates per second of each."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.wall
+
+    def rates(self, count: int) -> tuple[float, float]:
+        return count / self.elapsed(), count / (time.process_time() - self.cpu)
+
+
+def time_vector_env(env, actions: list[np.ndarray], seconds: float) -> tuple[float, float]:
+    """Aggregate env steps/s (transitions of all sub-envs) over about ``seconds``: (wall, CPU)."""
+    transitions, calls, clock = 0, 0, Clock()
+    needs_reset = False
+    while clock.elapsed() < seconds:
+        _, _, terminated, _, _ = env.step(actions[calls % len(actions)])
+        transitions += 0 if needs_reset else env.num_envs
+        needs_reset = bool(terminated.any())
+        calls += 1
+    return clock.rates(transitions)
+
+
+def time_single_env(env, actions: list[np.ndarray], seconds: float) -> tuple[float, float]:
+    """Env steps/s of one single env, its resets on the clock: (wall, CPU)."""
+    steps, clock = 0, Clock()
+    while clock.elapsed() < seconds:
+        _, _, terminated, _, _ = env.step(actions[steps % len(actions)])
+        steps += 1
+        if terminated:
+            env.reset()
+    return clock.rates(steps)
+
+
+def time_bare_steps(env, weights: list[torch.Tensor], seconds: float) -> tuple[float, float]:
+    """Aggregate steps/s of the bare batched step on the env's own stacked students and batches: (wall, CPU)."""
+    students, optimizer, episode, template = env.students, env.optimizer, env._episode, env.template
+    steps, clock = 0, Clock()
+    while clock.elapsed() < seconds:
+        row = steps % env.episode_steps
+        logits = students.forward(episode.inputs(row)).flatten(0, 1)
+        teacher_logits = template._teacher_logits[episode.device_indices[row]].flatten(0, 1)
+        parts = kd_loss(logits, episode.labels[row].flatten(), teacher_logits, weights[steps % len(weights)], template.kd_config)
+        loss = parts.total.sum() / env.batch_size
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        steps += 1
+    return clock.rates(env.num_envs * steps)
+
+
+def measure_speed(args) -> dict[str, dict[int, tuple[float, float]]]:
+    """Median (wall, CPU) rates per kind (env, bare, single) and N."""
+    kwargs = env_kwargs(args)
+    vector_envs = {n: gym.make_vec(ENV_ID, num_envs=n, vectorization_mode="vector_entry_point", **kwargs) for n in args.num_envs}
+    bare_envs = {n: gym.make_vec(ENV_ID, num_envs=n, vectorization_mode="vector_entry_point", **kwargs).unwrapped for n in args.num_envs}
+    single = gym.make(ENV_ID, **kwargs)
+    single.reset(seed=0)
+    single.action_space.seed(0)
+    single_actions = [single.action_space.sample() for _ in range(64)]
+    actions, weights = {}, {}
+    b, k = args.batch_size, single.unwrapped.num_teachers
+    for n in args.num_envs:
+        vector_envs[n].reset(seed=0)
+        bare_envs[n].reset(seed=0)
+        vector_envs[n].action_space.seed(0)
+        actions[n] = [vector_envs[n].action_space.sample() for _ in range(16)]
+        weights[n] = [torch.from_numpy(weights_from_selection(a.reshape(n * b, k))) for a in actions[n]]
+    rates: dict[str, dict[int, list[tuple[float, float]]]] = {"env": {n: [] for n in args.num_envs}, "bare": {n: [] for n in args.num_envs}}
+    rates["single"] = {1: []}
+    for round_index in range(args.rounds + 1):  # round 0 warms up and is dropped
+        for n in args.num_envs:
+            env_rate = time_vector_env(vector_envs[n], actions[n], args.seconds)
+            bare_rate = time_bare_steps(bare_envs[n], weights[n], args.seconds)
+            if round_index:
+                rates["env"][n].append(env_rate)
+                rates["bare"][n].append(bare_rate)
+        single_rate = time_single_env(single, single_actions, args.seconds)
+        if round_index:
+            rates["single"][1].append(single_rate)
+    return {
+        kind: {n: (statistics.median(v[0] for v in values), statistics.median(v[1] for v in values)) for n, values in per_n.items()}
+        for kind, per_n in rates.items()
+    }
+
+
+def _memory_child(num_envs: int, kwargs: dict, threads: int) -> tuple[int, int]:
+    """(peak resident kB, teacher-output bytes) of a process holding one env of ``num_envs``."""
+    torch.set_num_threads(threads)
+    env = gym.make_vec(ENV_ID, num_envs=num_envs, vectorization_mode="vector_entry_point", **kwargs)
+    env.reset(seed=0)
+    for _ in range(2 * (env.unwrapped.episode_steps + 1)):
+        env.step(env.action_space.sample())
+    status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
+    teacher_bytes = env.unwrapped.template._teacher_logits.nbytes
+    return int(status["VmHWM"].split()[0]), teacher_bytes
+
+
+def measure_memory(args) -> dict[int, tuple[int, int]]:
+    context = multiprocessing.get_context("spawn")
+    results = {}
+    for n in args.num_envs:
+        with context.Pool(1) as pool:
+            results[n] = pool.apply(_memory_child, (n, env_kwargs(args), args.threads))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--num-envs", type=int, nargs="+", default=[1, 4, 16, 64])
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=1.5, help="clock time per measurement")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (more than the free cores stalls them)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    speed = measure_speed(args)
+    single = speed["single"][1]
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"synthetic task, B={args.batch_size}, K=4, head student; {args.threads} torch threads, {os.cpu_count()} cores, "
+          f"load average {load}; medians of {args.rounds} alternating rounds of {args.seconds} s")
+    print(f"single env: {single[0]:,.0f} env steps/s (wall clock), {single[1]:,.0f} per CPU second\n")
+    print("Wall clock, then per CPU second of this process (what a core to itself would give):\n")
+    print("| N | env steps/s | x single env | bare steps/s | env step / bare step | env steps per CPU s | x single | env / bare (CPU) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n in args.num_envs:
+        (env_wall, env_cpu), (bare_wall, bare_cpu) = speed["env"][n], speed["bare"][n]
+        print(f"| {n} | {env_wall:,.0f} | {env_wall / single[0]:.1f} | {bare_wall:,.0f} | {bare_wall / env_wall:.2f} "
+              f"| {env_cpu:,.0f} | {env_cpu / single[1]:.1f} | {bare_cpu / env_cpu:.2f} |")
+
+    memory = measure_memory(args)
+    base = memory[args.num_envs[0]][0]
+    print(f"\nteacher outputs held once per process: {memory[args.num_envs[0]][1] / 1024:.0f} KiB")
+    print("| N | peak RSS (MiB) | over the first N (MiB) |")
+    print("|---|---|---|")
+    for n, (peak_kb, _) in memory.items():
+        print(f"| {n} | {peak_kb / 1024:.1f} | {(peak_kb - base) / 1024:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
