@@ -56,10 +56,11 @@ class RuleConfig:
     """``single_teacher``: the teacher's name or index."""
     probability: float = 0.5
     """``random``: the chance of selecting each (instance, teacher)."""
-    fallback: str = "all"
-    """``correct_teachers``, for an instance no teacher gets right: ``all`` (Avg-KD there: wrong
-    teachers still carry dark knowledge), ``lowest_ce`` (the teacher closest to the gold label) or
-    ``none`` (nothing selected: the env's ``empty_selection`` decides)."""
+    fallback: str = "lowest_ce"
+    """``correct_teachers``, for an instance no teacher gets right: ``lowest_ce`` (the teacher closest
+    to the gold label; the better reference in every synthetic variant measured, README), ``all``
+    (Avg-KD there: wrong teachers still carry dark knowledge) or ``none`` (nothing selected: the env's
+    ``empty_selection`` decides)."""
 
 
 class RuleAgent(Agent):

@@ -42,7 +42,7 @@ CA_MKD = GridEntry(label="ca_mkd", agent="ca_mkd", env_id=WEIGHT_ENV)
 # Privileged references (agents.heuristics): their students bound what per-instance selection can win,
 # which the report's headroom table reads. Every preset runs ``correct_teachers``; ``oracle`` needs a
 # task with a known answer.
-CORRECT_TEACHERS = GridEntry(label="correct_teachers", agent="correct_teachers")
+CORRECT_TEACHERS = GridEntry(label="correct_teachers", agent="correct_teachers", agent_kwargs={"fallback": "lowest_ce"})
 ORACLE = GridEntry(label="oracle", agent="oracle")
 
 QUICK_ENTRIES = (NO_KD, AVG_KD, CA_MKD, REINFORCE, PPO, PPO_INSTANCE, CORRECT_TEACHERS)

@@ -34,18 +34,18 @@ def test_correct_teachers_selects_the_right_ones_whatever_the_features(small_env
     for action, correct, _, _ in rollout(agents.make("correct_teachers", env), env):
         some = correct.any(axis=1)
         assert (action[some] == correct[some]).all()
-        assert (action[~some] == 1).all()  # default fallback: all teachers
         checked_fallback |= (~some).any()
     assert checked_fallback
 
 
-@pytest.mark.parametrize("fallback", ["lowest_ce", "none"])
+@pytest.mark.parametrize("fallback", [None, "lowest_ce", "all", "none"])
 def test_correct_teachers_fallbacks(small_env_kwargs, fallback):
     env = gym.make(SELECT, **small_env_kwargs)
-    for action, correct, ce, _ in rollout(agents.make("correct_teachers", env, fallback=fallback), env):
+    agent = agents.make("correct_teachers", env, **({} if fallback is None else {"fallback": fallback}))
+    for action, correct, ce, _ in rollout(agent, env):
         none_right = ~correct.any(axis=1)
-        expected = np.zeros_like(action[none_right])
-        if fallback == "lowest_ce":
+        expected = np.full_like(action[none_right], fallback == "all")
+        if fallback in (None, "lowest_ce"):  # the default: the teacher closest to the gold label
             expected[np.arange(len(expected)), ce[none_right].argmin(axis=1)] = 1
         assert (action[none_right] == expected).all()
 
