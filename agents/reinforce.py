@@ -16,6 +16,11 @@ The paper's schedule, one recipe, stage lengths in env steps:
     back to its stage-1 state at every episode end and when the stage ends, so stage 2 leaves it as
     stage 1 made it (within an episode it trains as usual, which is what makes rewards informative);
 (3) the rest: both train jointly.
+
+The env may be a vector env of N sub-envs in lockstep (``gym.make_vec`` of a kd_env id): one policy
+acts on all of them in one forward, each sub-env keeps its own rollout (its own episode return), and
+one update covers all rollouts. ``total_steps`` counts env steps of all sub-envs; the callback gets
+each sub-env's info. Stage 2 restores a single student and needs a single env.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
@@ -32,6 +38,7 @@ from agents.base import Agent, StepCallback, register
 from agents.networks import PairScorer
 from agents.observation import ObservationView
 from agents.tensorboard import find_logger
+from kd_env.batched_env import sub_env_infos
 
 ADVANTAGES = ("episode", "step", "instance")
 
@@ -116,6 +123,10 @@ class ReinforceAgent(Agent):
         super().__init__(env, config)
         if env.unwrapped.action_mode != self.action_mode:
             raise ValueError(f"{type(self).__name__} needs an env with action_mode={self.action_mode!r}")
+        self.vectorised = isinstance(env, gym.vector.VectorEnv)
+        self.num_envs = env.num_envs if self.vectorised else 1
+        if self.vectorised and config.pretrain_selector_steps:
+            raise ValueError("pretrain_selector_steps (stage 2) restores a single student: use a single env, not a vector env")
         self.view = ObservationView(env)
         self.logger = find_logger(env)
         with torch.random.fork_rng(devices=[]):
@@ -125,7 +136,7 @@ class ReinforceAgent(Agent):
         self.generator = torch.Generator().manual_seed(config.seed)
         self.steps_taken = 0
         self.baseline: float | None = None
-        self.rollout = Rollout()
+        self.rollouts = [Rollout() for _ in range(self.num_envs)]
         self.stage_one_student: dict | None = None
         self._obs: np.ndarray | None = None
 
@@ -144,11 +155,16 @@ class ReinforceAgent(Agent):
     def _env_action(self, draw: torch.Tensor, grid: np.ndarray) -> np.ndarray:
         return draw.numpy().astype(np.int8).reshape(-1)
 
+    def _grids(self, obs: np.ndarray) -> np.ndarray:
+        """One flat observation or a batch of them -> (N, B, K, F) (N = 1 for one)."""
+        return np.asarray(obs, dtype=np.float32).reshape(-1, *self.view.shape)
+
     def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        grid = self.view.grid(obs)
+        """The flat action for one flat observation, or (N, B*K) actions for (N, B*K*F) observations."""
+        grids = self._grids(obs)
         with torch.no_grad():
-            draw = self._draw(self.policy(torch.from_numpy(grid)), deterministic)
-        return self._env_action(draw, grid)
+            draw = self._draw(self.policy(torch.from_numpy(grids)), deterministic)
+        return self._env_action(draw, grids).reshape(*np.shape(obs)[:-1], -1)
 
     # ----------------------------------------------------------------------------- the schedule
     def stage(self) -> str:
@@ -163,31 +179,35 @@ class ReinforceAgent(Agent):
     def learn(self, total_steps: int, callback: StepCallback | None = None) -> "ReinforceAgent":
         if self._obs is None:
             self._obs, _ = self.env.reset(seed=self.config.seed)
-        for _ in range(total_steps):
+        n = self.num_envs
+        for _ in range(-(-total_steps // n)):
             stage = self.stage()
             if stage == "selector" and self.stage_one_student is None:
                 self.stage_one_student = snapshot_student(self.env)
 
-            grid = self.view.grid(self._obs)
+            grids = self._grids(self._obs)
             if stage == "student":
                 action = np.ones(self.env.action_space.shape, dtype=self.env.action_space.dtype)
             else:
                 with torch.no_grad():
-                    draw = self._draw(self.policy(torch.from_numpy(grid)), deterministic=False)
-                action = self._env_action(draw, grid)
-                self.rollout.observations.append(grid)
-                self.rollout.actions.append(draw.numpy())
+                    draws = self._draw(self.policy(torch.from_numpy(grids)), deterministic=False)
+                action = self._env_action(draws, grids).reshape(self.env.action_space.shape)
+                for rollout, grid, draw in zip(self.rollouts, grids, draws.numpy()):
+                    rollout.observations.append(grid)
+                    rollout.actions.append(draw)
 
             self._obs, reward, terminated, truncated, info = self.env.step(action)
-            self.steps_taken += 1
+            self.steps_taken += n
             if stage != "student":
-                self._record(reward, info["instance_rewards"])
+                instance_rewards = np.reshape(info["instance_rewards"], (n, -1))
+                for rollout, env_reward, env_instance_rewards in zip(self.rollouts, np.atleast_1d(reward), instance_rewards):
+                    self._record(rollout, float(env_reward), env_instance_rewards)
 
-            episode_over = terminated or truncated
+            episode_over = bool(np.any(terminated) or np.any(truncated))  # sub-envs end together
             leaving_stage_two = stage == "selector" and self.stage() != "selector"
             if episode_over or leaving_stage_two:
                 self._update(episode_complete=episode_over)
-            elif self.config.advantage != "episode" and 0 < self.config.update_every <= len(self.rollout):
+            elif self.config.advantage != "episode" and 0 < self.config.update_every <= len(self.rollouts[0]):
                 self._update(episode_complete=False)
             if stage == "selector" and (episode_over or leaving_stage_two):
                 self._obs, _ = restore_student(self.env, self.stage_one_student)
@@ -195,13 +215,16 @@ class ReinforceAgent(Agent):
                     self.stage_one_student = None
             elif episode_over:
                 self._obs, _ = self.env.reset()
-            if callback is not None and callback(info) is False:
+            if callback is not None and any(callback(sub_info) is False for sub_info in self._sub_infos(info)):
                 break
         return self
 
+    def _sub_infos(self, info: dict) -> list[dict]:
+        return sub_env_infos(info, self.num_envs) if self.vectorised else [info]
+
     # ------------------------------------------------------------------------------- the update
-    def _record(self, reward: float, instance_rewards: np.ndarray) -> None:
-        rollout, mode = self.rollout, self.config.advantage
+    def _record(self, rollout: Rollout, reward: float, instance_rewards: np.ndarray) -> None:
+        mode = self.config.advantage
         rollout.rewards.append(reward)
         if mode == "step":
             rollout.advantages.append(np.full(len(instance_rewards), reward - (reward if self.baseline is None else self.baseline), dtype=np.float32))
@@ -221,13 +244,13 @@ class ReinforceAgent(Agent):
         return np.full((len(rollout), batch), advantage, dtype=np.float32)
 
     def _update(self, episode_complete: bool) -> None:
-        """One REINFORCE step on the rollout; an ``episode`` rollout cut mid-episode is dropped."""
-        rollout, self.rollout = self.rollout, Rollout()
-        if len(rollout) == 0 or (self.config.advantage == "episode" and not episode_complete):
+        """One REINFORCE step on the sub-envs' rollouts; ``episode`` rollouts cut mid-episode are dropped."""
+        rollouts, self.rollouts = self.rollouts, [Rollout() for _ in self.rollouts]
+        if len(rollouts[0]) == 0 or (self.config.advantage == "episode" and not episode_complete):
             return
-        advantages = torch.from_numpy(self._advantages(rollout)).unsqueeze(-1)
-        observations = torch.from_numpy(np.stack(rollout.observations))
-        actions = torch.from_numpy(np.stack(rollout.actions))
+        advantages = torch.from_numpy(np.concatenate([self._advantages(rollout) for rollout in rollouts])).unsqueeze(-1)
+        observations = torch.from_numpy(np.concatenate([np.stack(rollout.observations) for rollout in rollouts]))
+        actions = torch.from_numpy(np.concatenate([np.stack(rollout.actions) for rollout in rollouts]))
         distribution = self._distribution(self.policy(observations))
         log_probs = distribution.log_prob(actions)
         policy_loss = -(advantages * log_probs).mean()

@@ -19,11 +19,7 @@ from gymnasium.vector import VectorEnv
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
-
-def split_infos(info: dict[str, Any], num_envs: int) -> list[dict[str, Any]]:
-    """Gymnasium's batched info (arrays plus ``_key`` masks) -> one dict per sub-env."""
-    keys = [key for key in info if not key.startswith("_")]
-    return [{key: info[key][i] for key in keys if info.get(f"_{key}", np.ones(num_envs, bool))[i]} for i in range(num_envs)]
+from kd_env.batched_env import sub_env_infos
 
 
 class BatchedVecEnv(VecEnv):
@@ -40,7 +36,7 @@ class BatchedVecEnv(VecEnv):
         if any(opts != self._options[0] for opts in self._options):
             raise ValueError("the sub-envs of a batched env reset together: give every sub-env the same options")
         obs, info = self.env.reset(seed=seeds, options=options)
-        self.reset_infos = split_infos(info, self.num_envs)
+        self.reset_infos = sub_env_infos(info, self.num_envs)
         self._reset_seeds()
         self._reset_options()
         return obs
@@ -50,7 +46,7 @@ class BatchedVecEnv(VecEnv):
 
     def step_wait(self) -> VecEnvStepReturn:
         obs, rewards, terminated, truncated, info = self.env.step(self._actions)
-        infos = split_infos(info, self.num_envs)
+        infos = sub_env_infos(info, self.num_envs)
         dones = terminated | truncated
         if dones.any():
             if not dones.all():
@@ -60,7 +56,7 @@ class BatchedVecEnv(VecEnv):
                 sub_info["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
             keep = getattr(self.env, "autoreset_keep_student", False)
             obs, reset_info = self.env.reset(options={"keep_student": True} if keep else None)
-            self.reset_infos = split_infos(reset_info, self.num_envs)
+            self.reset_infos = sub_env_infos(reset_info, self.num_envs)
         return obs, rewards.astype(np.float32), dones, infos
 
     def close(self) -> None:

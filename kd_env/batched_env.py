@@ -84,6 +84,7 @@ class BatchedTeacherSelectionEnv(VectorEnv):
         self.template = TeacherSelectionEnv(**env_kwargs)
         self.num_envs = int(num_envs)
         self.per_env_fallback = per_env_fallback
+        self.action_mode = self.template.action_mode
         self.autoreset_keep_student = autoreset_keep_student
         self.single_observation_space = self.template.observation_space
         self.single_action_space = self.template.action_space
@@ -357,3 +358,10 @@ class BatchedTeacherSelectionEnv(VectorEnv):
         """Add Gymnasium's ``_key`` masks: every sub-env reports every key (lockstep), so all share
         one read-only all-True array."""
         return {**info, **{f"_{key}": self._all_true for key in info if not key.startswith("_")}}
+
+
+def sub_env_infos(info: dict[str, Any], num_envs: int) -> list[dict[str, Any]]:
+    """A vector env's batched ``info`` (arrays plus ``_key`` masks) as one dict per sub-env, for
+    consumers written for single envs (SB3's per-env infos, per-step callbacks)."""
+    keys = [key for key in info if not key.startswith("_")]
+    return [{key: info[key][i] for key in keys if info.get(f"_{key}", np.ones(num_envs, bool))[i]} for i in range(num_envs)]

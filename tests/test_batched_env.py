@@ -14,6 +14,7 @@ import torch
 from gymnasium.vector import AutoresetMode
 from stable_baselines3 import A2C, PPO
 
+import agents
 import kd_env
 from agents.sb3 import SharedPairPolicy
 from agents.sb3_vec import BatchedVecEnv
@@ -202,3 +203,30 @@ def test_sb3_trains_on_the_batched_env(algo, kwargs):
     model.learn(total_timesteps=NUM_ENVS * 8)
     assert model.num_timesteps == NUM_ENVS * 8
     assert any(not torch.equal(a, b) for a, b in zip(before, model.policy.parameters()))
+
+
+def reinforce_policy_after(env, steps, **config):
+    agent = agents.make("reinforce", env, **config)
+    infos = []
+    agent.learn(steps, callback=infos.append)
+    return agent, infos
+
+
+@pytest.mark.parametrize("advantage", ["episode", "instance"])
+def test_reinforce_on_one_batched_sub_env_learns_as_on_a_single_env(advantage, kwargs):
+    steps = 2 * EPISODE_STEPS + 1
+    single, _ = reinforce_policy_after(gym.make("kd_env/TeacherSelection-v0", **kwargs), steps, advantage=advantage)
+    batched, _ = reinforce_policy_after(make_batched("kd_env/TeacherSelection-v0", num_envs=1, **kwargs), steps, advantage=advantage)
+    for expected, got in zip(single.policy.parameters(), batched.policy.parameters()):
+        assert_close(expected.detach(), got.detach(), "policy")
+
+
+def test_reinforce_acts_on_every_sub_env(kwargs):
+    env = make_batched("kd_env/TeacherSelection-v0", **kwargs)
+    agent, infos = reinforce_policy_after(env, NUM_ENVS * EPISODE_STEPS, advantage="instance", update_every=1)
+    assert agent.steps_taken == NUM_ENVS * EPISODE_STEPS and len(infos) == NUM_ENVS * EPISODE_STEPS
+    assert infos[-1]["episode_step"] == EPISODE_STEPS and "dev_accuracy" in infos[-1]
+    obs, _ = env.reset(seed=0)
+    assert agent.predict(obs).shape == env.action_space.shape
+    with pytest.raises(ValueError, match="single env"):
+        agents.make("reinforce", env, pretrain_selector_steps=2)
