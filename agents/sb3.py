@@ -221,11 +221,17 @@ class InstanceSB3Agent(SB3Agent):
     """SB3 on ``InstanceVecEnv``: the policy acts per instance, rewarded with its instance's reward.
 
     ``n_steps`` is the rollout length in env steps, each giving B samples: PPO's default of 2,048 would
-    be 2,048 env steps per update, hence a shorter default. ``predict`` still maps the env's flat
-    (B*K*F,) observation to its flat (B*K,) action.
+    be 2,048 env steps per update, hence a shorter default. ``gamma`` defaults to 0: a sub-env's next
+    observation is another instance, whose reward its action did not earn. With SB3's gamma and
+    learning rate, per-instance PPO put 0.34-0.45 of the KD weight on the synthetic task's experts
+    after 1,024 steps (5 seeds), with these defaults 0.65-0.74 (A2C: 0.66-0.70). ``predict`` still
+    maps the env's flat (B*K*F,) observation to its flat (B*K,) action.
     """
 
-    default_algo_kwargs = {"ppo": {"n_steps": 32, "batch_size": 256}}
+    default_algo_kwargs = {
+        "ppo": {"n_steps": 32, "batch_size": 256, "learning_rate": 0.003, "gamma": 0.0, "clip_range": 0.3},
+        "a2c": {"learning_rate": 0.003, "gamma": 0.0},
+    }
 
     def _sb3_env(self, env):
         self.instance_env = InstanceVecEnv(DummyVecEnv([lambda: env]), ObservationView(env).shape)
