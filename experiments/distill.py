@@ -82,11 +82,13 @@ def distill(spec: DistillSpec) -> dict:
     for run in pending_runs(preset, set(), out / "runs"):
         runs[run.entry.label] = run_recipe(run.config, run.entry.profile_selection)
     main = runs[spec.agent]
-    export(TrainConfig(**main.pop("config")), Path(main["run_dir"]), spec, student_options, out)
+    config = main["config"]
+    export(TrainConfig(**config), Path(main["run_dir"]), spec, student_options, out)
     for result in runs.values():
-        result.pop("config", None)
-    summary = {"task": spec.task, "agent": spec.agent, "student": spec.student, "epochs": spec.epochs, "seed": spec.seed,
-               **facts, "runs": runs}
+        result.pop("config")
+    settings = {key: value for key, value in config["env_kwargs"].items() if key != "task" and isinstance(value, (bool, int, float, str))}
+    summary = {"task": spec.task, "agent": spec.agent, "student": spec.student, "epochs": spec.epochs, "seed": spec.seed, "out": str(out),
+               "settings": settings, "agent_kwargs": config["agent_kwargs"], **facts, "runs": runs}
     (out / "distill.json").write_text(json.dumps(summary, indent=2))
     (out / "README.md").write_text(model_card(summary))
     log.info("distilled student in %s (test accuracy %.4f)", out, main["test_accuracy"])

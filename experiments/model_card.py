@@ -25,16 +25,20 @@ def model_card(summary: dict) -> str:
         f"# Student distilled from {len(summary['teachers'])} teachers on `{summary['task']}`",
         "",
         f"A `{summary['student']}` student trained with kd_env's multi-teacher distillation environment; the agent "
-        f"`{agent}` chose, per training instance, which teachers it learned from ({summary['epochs']} epochs, seed {summary['seed']}).",
+        f"`{agent}` chose, per training instance, which teachers it learned from ({summary['epochs']} "
+        f"epoch{'s' if summary['epochs'] != 1 else ''} of the student, {main['env_steps']} env steps in all, seed {summary['seed']}).",
+        "",
+        "Distillation settings: " + ", ".join(f"`{key}={value}`" for key, value in sorted(summary["settings"].items()))
+        + "; agent settings: " + (", ".join(f"`{key}={value}`" for key, value in sorted(summary["agent_kwargs"].items())) or "defaults") + ".",
         "",
         "## Use",
         "",
     ]
     if summary["student"] == "transformer":
-        lines += ["```python", "from transformers import pipeline", "", 'classify = pipeline("text-classification", model="OUT")',
+        lines += ["```python", "from transformers import pipeline", "", f'classify = pipeline("text-classification", model="{summary["out"]}")',
                   'classify("some text")', "```"]
     else:
-        lines += ["```python", "import kd_env", "", 'student = kd_env.load_student("OUT")', 'student.predict(["some text"])', "```"]
+        lines += ["```python", "import kd_env", "", f'student = kd_env.load_student("{summary["out"]}")', 'student.predict(["some text"])', "```"]
     sizes = summary["sizes"]
     lines += [
         "",
