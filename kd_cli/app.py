@@ -183,12 +183,15 @@ def compare(
         spec = GridSpec.from_file(grid, flags) if grid is not None else GridSpec.from_mapping(flags)
         chosen = spec.to_preset()
     out = out or Path("results") / chosen.name
+    results = out / "results.jsonl"
+    if report_only and not (results.is_file() and results.stat().st_size):
+        raise FileNotFoundError(f"no results in {results} to report; run without --report-only first")
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if not report_only:
-        made = run_grid(chosen, out / "results.jsonl", logdir, workers)
+        made = run_grid(chosen, results, logdir, workers)
         typer.echo(f"{made} new runs in {time.perf_counter() - start:.0f} s")
-    typer.echo(write_report(out / "results.jsonl", out))
+    typer.echo(write_report(results, out))
     typer.echo(f"tables and plots in {out}/")
 
 

@@ -3,6 +3,9 @@ bad input refused in one line before anything is computed."""
 
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import typer
@@ -100,6 +103,7 @@ def no_compute(monkeypatch):
     (["compare", "--task", "synthetic", "--seeds", "0-x"], "malformed seeds '0-x'"),
     (["compare", "--preset", "quick", "--agents", "avg_kd"], "either --preset or an ad-hoc grid"),
     (["compare", "--preset", "huge"], "unknown preset 'huge'"),
+    (["compare", "--preset", "quick", "--report-only", "--out", "OUT"], "no results in .*results.jsonl to report"),
     (["sweep", "--agents", "avg_kd,dqn", "--total-steps", "5"], "unknown agent 'dqn'"),
     (["train", "--agent", "dqn", "--total-steps", "5"], "unknown agent 'dqn'"),
     (["distill", "--task", "synthetic", "--out", "OUT", "--agent", "dqn"], "unknown agent 'dqn'"),
@@ -127,3 +131,11 @@ def test_bench_reports_env_steps_per_second():
     result = runner.invoke(app, ["bench", "--steps", "5", "--task", "synthetic", *SMALL])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["steps"] == 5
+
+
+def test_old_entry_points_still_run():
+    """The README's main command goes through scripts/compare.py."""
+    root = Path(__file__).resolve().parents[1]
+    for script, flag in (("compare.py", "--preset"), ("train.py", "--checkpoint-every")):
+        result = subprocess.run([sys.executable, str(root / "scripts" / script), "--help"], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and flag in result.stdout, result.stderr
