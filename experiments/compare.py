@@ -131,8 +131,7 @@ def run_grid(preset: Preset, results_path: str | Path, logdir: str | Path, worke
     """Run every (task, entry, seed) not yet in ``results_path``; returns how many runs it made.
 
     With ``workers > 1`` runs go to that many spawned processes, each with an equal share of the CPU
-    threads (for the 2-layer transformer student on 2 cores, two 1-thread workers gave about the
-    throughput of one 2-thread process; more cores or cheaper students favour workers). Records are
+    threads (workers pay off with more cores or cheaper students; docs/benchmarks.md). Records are
     appended by this process as runs finish, in whatever order they finish.
     """
     if workers < 1:
