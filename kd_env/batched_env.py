@@ -27,10 +27,10 @@ from gymnasium.vector.utils import batch_space
 
 from kd_env import rewards as reward_fns
 from kd_env.distill import kd_loss, weights_from_action
-from kd_env.env import EVAL_BATCH, RESET_OPTIONS, TeacherSelectionEnv, classification_metrics
+from kd_env.env import EVAL_BATCH, RESET_OPTIONS, TeacherSelectionEnv
 from kd_env.episode import EpisodeBatches, episode_order
 from kd_env.features import dynamic_features, log_softmax, static_features
-from kd_env.student_stacks import require_stackable, stack_students
+from kd_env.student_stacks import HeadStack, require_stackable, stack_students
 from kd_env.students import build_student
 
 class BatchedTeacherSelectionEnv(VectorEnv):
@@ -201,9 +201,7 @@ class BatchedTeacherSelectionEnv(VectorEnv):
             inputs = {name: t[start : start + EVAL_BATCH].to(env.device) for name, t in data.student_inputs.items()}
             logits.append(self.students.forward(self._shared(inputs)).float())
         self.students.train(True)
-        logits_all, labels = torch.cat(logits, dim=1), data.labels.to(env.device)
-        per_env = [classification_metrics(logits_all[i], labels, self.num_classes) for i in range(self.num_envs)]
-        return {name: np.array([metrics[name] for metrics in per_env]) for name in per_env[0]}
+        return stacked_classification_metrics(torch.cat(logits, dim=1), data.labels.to(env.device), self.num_classes)
 
     def student(self, i: int) -> torch.nn.Module:
         """Sub-env i's student as an ordinary module (for the head stack, a copy)."""
@@ -233,10 +231,13 @@ class BatchedTeacherSelectionEnv(VectorEnv):
         """Fresh students drawn as each single env draws its own (a per-env loop, at reset only)."""
         env = self.template
         seeds = [int(rng.integers(2**31 - 1)) for rng in self._rngs]
-        modules = [build_student(env.student_name, env.data, seed, env.student_options).to(env.device) for seed in seeds]
-        for module in modules:
-            module.train()
-        self.students = stack_students(env.student_name, modules, self.per_env_fallback)
+        if isinstance(self.students, HeadStack):
+            self.students.reinitialise(seeds)
+        else:
+            modules = [build_student(env.student_name, env.data, seed, env.student_options).to(env.device) for seed in seeds]
+            for module in modules:
+                module.train()
+            self.students = stack_students(env.student_name, modules, self.per_env_fallback)
         self.optimizer = torch.optim.AdamW(
             self.students.parameters(), lr=env.learning_rate, weight_decay=env.weight_decay, fused=True
         )
@@ -365,3 +366,24 @@ def sub_env_infos(info: dict[str, Any], num_envs: int) -> list[dict[str, Any]]:
     consumers written for single envs (SB3's per-env infos, per-step callbacks)."""
     keys = [key for key in info if not key.startswith("_")]
     return [{key: info[key][i] for key in keys if info.get(f"_{key}", np.ones(num_envs, bool))[i]} for i in range(num_envs)]
+
+
+def stacked_classification_metrics(logits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict[str, np.ndarray]:
+    """``kd_env.env.classification_metrics`` of N students at once: (N, n, C) logits on the same n
+    instances -> (N,) accuracy, macro-F1 (over classes present in labels or predictions) and CE."""
+    num_students = logits.shape[0]
+    predictions = logits.argmax(dim=-1)
+    correct = predictions == labels
+    ce = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.repeat(num_students), reduction="none")
+    predicted = torch.nn.functional.one_hot(predictions, num_classes).sum(dim=1)
+    actual = torch.bincount(labels, minlength=num_classes)
+    # True positives per class: correct predictions counted by class; the rest go to a spare column.
+    hits = torch.nn.functional.one_hot(torch.where(correct, predictions, num_classes), num_classes + 1)
+    true_positives = hits[..., :num_classes].sum(dim=1)
+    counted = (predicted + actual).double()
+    f1 = torch.where(counted > 0, 2.0 * true_positives / counted.clamp_min(1.0), torch.nan)
+    return {
+        "accuracy": correct.float().mean(dim=1).cpu().numpy().astype(np.float64),
+        "macro_f1": torch.nanmean(f1, dim=1).cpu().numpy(),
+        "ce": ce.reshape(num_students, -1).mean(dim=1).cpu().numpy().astype(np.float64),
+    }

@@ -50,6 +50,21 @@ class HeadStack:
     def parameters(self) -> list[torch.Tensor]:
         return [self.w1, self.b1, self.w2, self.b2]
 
+    @torch.no_grad()
+    def reinitialise(self, seeds: list[int]) -> None:
+        """Fresh students in place, each drawn as ``build_student(name, data, seed)`` draws a head:
+        the CPU generator seeded, then the two layers' own initialisation in construction order.
+        Building N modules per episode would cost more than the episode's steps at small N; the
+        equivalence tests hold this to ``build_student``."""
+        layers = (self._prototype.net[0], self._prototype.net[2])
+        for i, seed in enumerate(seeds):
+            with torch.random.fork_rng(devices=[]):
+                torch.default_generator.manual_seed(seed)
+                for layer in layers:
+                    layer.reset_parameters()
+            self.w1[i], self.b1[i, 0] = layers[0].weight, layers[0].bias
+            self.w2[i], self.b2[i, 0] = layers[1].weight, layers[1].bias
+
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         x = (inputs["features"] - self.mean) / self.std
         hidden = torch.baddbmm(self.b1, x, self.w1.transpose(1, 2)).relu_()
