@@ -92,6 +92,13 @@ def test_a_task_without_headroom_says_so():
     assert h.vs_best_of_three.mean == pytest.approx(0.0)
 
 
+def test_headroom_that_hard_labels_alone_match_says_so():
+    records = grid(no_kd=[0.70, 0.72, 0.74], avg_kd=[0.60, 0.62, 0.64], oracle=[0.70, 0.73, 0.73])
+    (h,) = headroom_summary(records)
+    assert h.headroom.mean == pytest.approx(0.1) and h.best_of_three == "no_kd"
+    assert h.verdict == "headroom, but no_kd is as good"
+
+
 def test_headroom_choices_go_by_dev_accuracy_never_test():
     records = [record("avg_kd", s, 0.70, dev=0.60) for s in range(2)]
     records += [record("single:a", s, 0.65, dev=0.62) for s in range(2)] + [record("single:b", s, 0.75, dev=0.50) for s in range(2)]
