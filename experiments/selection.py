@@ -11,10 +11,14 @@ import copy
 import numpy as np
 
 from agents.base import Agent
+from agents.heuristics import PrivilegedRule
 
 
 def selection_profile(agent: Agent, env, steps: int | None = None) -> dict:
     """Selection rates of ``agent`` (deterministic) over ``steps`` batches (default: one episode)."""
+    if isinstance(agent, PrivilegedRule):
+        # It would act on its own env's batch while the probe steps another: a silently wrong profile.
+        raise ValueError(f"{type(agent).__name__} reads its own env's batch, not the observation; its profile is known by construction")
     probe = copy.deepcopy(env.unwrapped)
     if probe.action_mode != "select":
         raise ValueError("selection profiles are defined for TeacherSelection (binary) agents")

@@ -68,3 +68,12 @@ def test_oracle_needs_a_known_answer(small_env_kwargs):
     splits["train"] = dataclasses.replace(splits["train"], expert_mask=None)
     with pytest.raises(ValueError, match="known answer"):
         agents.make("oracle", env)
+
+
+def test_privileged_references_refuse_a_selection_profile(small_env_kwargs):
+    from experiments.selection import selection_profile
+
+    env = gym.make(SELECT, **small_env_kwargs)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="its own env's batch"):
+        selection_profile(agents.make("correct_teachers", env), env)
