@@ -5,12 +5,14 @@ envs in one process cost about N times one env. Here the N students are one stac
 (``kd_env.student_stacks``): one forward, one KD loss, one backward and one AdamW step serve all
 sub-envs, and the observation features, rewards and ``info`` are computed on (N, B, ...) arrays.
 Teacher outputs, labels and student inputs of the training split are the template env's, shared by
-every sub-env; each sub-env holds only its batch order and its student.
+every sub-env; each sub-env holds only its episode (batch order and the inputs gathered for it) and
+its student.
 
 The static features (those of the data and the teachers alone) are made once for the whole training
-split, in rows as wide as the observation, and gathered per step. A single env makes them per batch instead, so that its processes share
-the teacher outputs rather than each holding features of all of them; here one table serves all N
-sub-envs of the process, and gathering it costs one indexing call per step.
+split, in rows as wide as the observation, and gathered per step. A single env makes them per batch
+instead, so that its processes share the teacher outputs rather than each holding features of all of
+them; here one table serves all N sub-envs of the process, and gathering it costs one indexing call
+per step.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from kd_env.episode import EpisodeBatches, episode_order
 from kd_env.features import dynamic_features, log_softmax, static_features
 from kd_env.student_stacks import HeadStack, require_stackable, stack_students
 from kd_env.students import build_student
+
 
 class BatchedTeacherSelectionEnv(VectorEnv):
     """``num_envs`` independent ``TeacherSelectionEnv`` sub-envs, stepped in lockstep as one computation.
@@ -55,8 +58,8 @@ class BatchedTeacherSelectionEnv(VectorEnv):
     resets every sub-env and returns the new observations with reward 0. An autoreset draws fresh
     students unless ``autoreset_keep_student`` is set (episodes as epochs of one continuing run).
     ``reset(options={"keep_student": True})`` keeps the students as in the single env; partial
-    resets (``reset_mask``) are not supported. At episode ends the students' dev metrics are
-    computed with one batched forward and a per-env metric loop (once per episode, not per step).
+    resets (``reset_mask``) are not supported. At episode ends all students' dev metrics come from
+    one batched forward.
 
     ## Info
     The single env's keys, each an array with a leading axis of N, plus Gymnasium's ``_key`` masks
