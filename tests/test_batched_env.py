@@ -16,6 +16,7 @@ from stable_baselines3 import A2C, PPO
 
 import agents
 import kd_env
+from agents.instance_vec import InstanceVecEnv
 from agents.sb3 import SharedPairPolicy
 from agents.sb3_vec import BatchedVecEnv
 from kd_env import student_stacks
@@ -230,3 +231,18 @@ def test_reinforce_acts_on_every_sub_env(kwargs):
     assert agent.predict(obs).shape == env.action_space.shape
     with pytest.raises(ValueError, match="single env"):
         agents.make("reinforce", env, pretrain_selector_steps=2)
+
+
+def test_instance_vec_env_composes_with_the_adapter(kwargs):
+    """Per-instance PPO (each instance of each sub-env one SB3 sub-env) on the batched env."""
+    env = make_batched("kd_env/TeacherSelection-v0", autoreset_keep_student=True, **kwargs)
+    vec = InstanceVecEnv(BatchedVecEnv(env))
+    b = env.unwrapped.batch_size
+    assert vec.num_envs == NUM_ENVS * b
+    vec.seed(SEED)
+    obs = vec.reset()
+    expected, _ = make_batched("kd_env/TeacherSelection-v0", **kwargs).reset(seed=SEED)
+    np.testing.assert_array_equal(obs, expected.reshape(NUM_ENVS * b, -1))
+    model = PPO("MlpPolicy", vec, n_steps=2, batch_size=vec.num_envs, n_epochs=1, seed=0, device="cpu")
+    model.learn(total_timesteps=vec.num_envs * 4)
+    assert model.num_timesteps == vec.num_envs * 4
