@@ -9,10 +9,14 @@ global step is the same for every agent and strictly increasing, across resumes 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
+from tensorboard.compat.proto.event_pb2 import Event
+from tensorboard.summary.writer.record_writer import RecordWriter
 from torch.utils.tensorboard import SummaryWriter
 
 STEP_DIAGNOSTICS = ("ce", "kd", "loss", "batch_accuracy", "selection_agreement", "expert_weight")
@@ -32,8 +36,11 @@ class RunLogger(gym.Wrapper):
             raise ValueError(f"log_every must be >= 1, got {log_every}")
         self.log_every = log_every
         self.log_dir = Path(log_dir)
-        # A resumed run purges the events a killed process logged after its checkpoint: TensorBoard
-        # drops every event of the run folder at steps >= purge_step, so none is shown twice.
+        # A resumed run drops the events a killed process logged after its checkpoint, so no step is
+        # shown twice: from the files (for every reader), and through purge_step for a TensorBoard
+        # that loaded them already (it drops the run's events at steps >= purge_step).
+        if start_step:
+            drop_events_after(self.log_dir, start_step)
         self.writer = SummaryWriter(str(self.log_dir), purge_step=start_step + 1 if start_step else None)
         self.global_step = start_step
         self.teacher_names = list(env.unwrapped.teacher_names)
@@ -75,6 +82,27 @@ class RunLogger(gym.Wrapper):
     def close(self) -> None:
         self.writer.close()
         super().close()
+
+
+def drop_events_after(log_dir: Path, step: int) -> int:
+    """Rewrite the event files in ``log_dir`` without their events at steps > ``step``, each through a
+    temporary file renamed over it; returns how many events were dropped."""
+    dropped = 0
+    for path in sorted(Path(log_dir).glob("events.out.tfevents.*")):
+        records = list(RawEventFileLoader(str(path)).Load())
+        kept = [record for record in records if Event.FromString(record).step <= step]
+        if len(kept) == len(records):
+            continue
+        temporary = path.with_name(f".{path.name}.tmp")
+        with open(temporary, "wb") as handle:
+            writer = RecordWriter(handle)
+            for record in kept:
+                writer.write(record)
+            writer.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+        dropped += len(records) - len(kept)
+    return dropped
 
 
 def find_logger(env: gym.Env) -> RunLogger | None:

@@ -78,7 +78,8 @@ def checkpoint_step(run_dir: Path) -> int:
 
 
 def reward_steps(run_dir: Path) -> list[int]:
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    """What the event files hold: TensorBoard's purging of orphaned events is off."""
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}, purge_orphaned_data=False)
     events.Reload()
     return [event.step for event in events.Scalars("charts/reward")]
 

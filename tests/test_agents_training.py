@@ -25,8 +25,9 @@ def config(small_env_kwargs, tmp_path, agent="reinforce", **changes):
     return TrainConfig(**{**fields, **changes})
 
 
-def scalar_steps(run_dir, tag):
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+def scalar_steps(run_dir, tag, purge=True):
+    """The steps of ``tag``; ``purge=False`` reads what the files hold, ignoring TensorBoard's purge events."""
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0}, purge_orphaned_data=purge)
     events.Reload()
     return [event.step for event in events.Scalars(tag)]
 
@@ -110,6 +111,20 @@ def test_sigkill_then_resume_logs_every_step_once(tmp_path):
     result = resume(run_dir, total_steps=saved + 20)
     assert result.env_steps == saved + 20
     assert scalar_steps(run_dir, "charts/reward") == list(range(1, saved + 21))
+    assert scalar_steps(run_dir, "charts/reward", purge=False) == list(range(1, saved + 21))
+
+
+def test_resume_drops_events_logged_after_the_checkpoint_from_the_files(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    from agents.tensorboard import drop_events_after
+
+    writer = SummaryWriter(str(tmp_path))
+    for step in range(1, 11):
+        writer.add_scalar("charts/reward", 0.5, step)
+    writer.close()
+    assert drop_events_after(tmp_path, 6) == 4
+    assert scalar_steps(tmp_path, "charts/reward", purge=False) == [1, 2, 3, 4, 5, 6]
 
 
 @pytest.mark.parametrize("damage", ["no_checkpoint", "truncated_student", "no_agent", "no_config"])
