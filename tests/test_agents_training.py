@@ -127,7 +127,7 @@ def test_resume_drops_events_logged_after_the_checkpoint_from_the_files(tmp_path
     assert scalar_steps(tmp_path, "charts/reward", purge=False) == [1, 2, 3, 4, 5, 6]
 
 
-@pytest.mark.parametrize("damage", ["no_checkpoint", "truncated_student", "no_agent", "no_config"])
+@pytest.mark.parametrize("damage", ["no_checkpoint", "truncated_student", "no_agent", "no_progress", "no_config"])
 def test_damaged_run_folder_names_what_is_wrong(small_env_kwargs, tmp_path, damage):
     run_dir = Path(train(config(small_env_kwargs, tmp_path, agent="avg_kd", total_steps=4, agent_kwargs={})).run_dir)
     checkpoint = latest_checkpoint(run_dir)
@@ -141,6 +141,9 @@ def test_damaged_run_folder_names_what_is_wrong(small_env_kwargs, tmp_path, dama
     elif damage == "no_agent":
         shutil.rmtree(checkpoint / "agent")
         message = "is damaged: agent/agent.json missing"
+    elif damage == "no_progress":
+        (checkpoint / "progress.json").unlink()
+        message = "is damaged: progress.json missing"
     else:
         (run_dir / "config.json").unlink()
         message = "is not a run folder: it has no config.json"
