@@ -38,6 +38,8 @@ class HeadStack:
             if not isinstance(student, HeadStudent) or [type(m) for m in student.net] != [nn.Linear, nn.ReLU, nn.Linear]:
                 raise TypeError(f"HeadStack stacks HeadStudent(Linear, ReLU, Linear) modules, got {student!r}")
         self._prototype = students[0]
+        # Fresh students are drawn on the CPU, as build_student draws them before moving them.
+        self._initialiser = copy.deepcopy(self._prototype).cpu()
         # Standardisation statistics come from the training split: the same for every student.
         self.mean, self.std = self._prototype.mean, self._prototype.std
         first = [s.net[0] for s in students]
@@ -56,7 +58,7 @@ class HeadStack:
         the CPU generator seeded, then the two layers' own initialisation in construction order.
         Building N modules per episode would cost more than the episode's steps at small N; the
         equivalence tests hold this to ``build_student``."""
-        layers = (self._prototype.net[0], self._prototype.net[2])
+        layers = (self._initialiser.net[0], self._initialiser.net[2])
         for i, seed in enumerate(seeds):
             with torch.random.fork_rng(devices=[]):
                 torch.default_generator.manual_seed(seed)

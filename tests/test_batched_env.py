@@ -22,6 +22,7 @@ from agents.sb3_vec import BatchedVecEnv
 from kd_env import student_stacks
 from kd_env.batched_env import BatchedTeacherSelectionEnv
 from kd_env.rewards import REWARD_NAMES
+from kd_env.students import HeadStudent
 
 ENV_IDS = sorted(kd_env.ENV_IDS)
 NUM_ENVS, SEED, EPISODE_STEPS = 3, 11, 3
@@ -107,9 +108,12 @@ def test_keep_student_resets_match_single_envs(env_id, kwargs):
             assert_close(expected.detach(), got.detach(), f"student {i}")
 
 
-def test_per_env_fallback_loop_matches_single_envs(kwargs, monkeypatch):
-    """The fallback path (a loop over ordinary students), exercised with head students."""
+@pytest.mark.parametrize("cheap_forward", [True, False])
+def test_per_env_fallback_loop_matches_single_envs(cheap_forward, kwargs, monkeypatch):
+    """The fallback path (a loop over ordinary students), exercised with head students; without
+    ``cheap_forward`` (as for transformers) the reward's and the next batch's forwards are separate."""
     monkeypatch.setattr(student_stacks, "STACKABLE_STUDENTS", ())
+    monkeypatch.setattr(HeadStudent, "cheap_forward", cheap_forward)
     batched, _, ends = compare_rollouts(
         "kd_env/TeacherSelection-v0", kwargs, steps=EPISODE_STEPS + 2, batched_kwargs={"per_env_fallback": True}
     )
