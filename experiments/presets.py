@@ -131,3 +131,21 @@ PRESETS["transformer"] = Preset(
              _reinforce("reinforce:no_stages", stages=0), CORRECT_TEACHERS),
     single_teachers=False,
 )
+
+# Headroom: regimes where per-instance selection can (or cannot) matter on real text. Each regime is a
+# teacher pool (kd_env.pools) with the ``bow`` student: trainable word-piece embeddings that share no
+# backbone with any teacher, so distillation has a capacity gap to fill.
+# The pools are head-tuned, so the whole grid (teachers included) fits in about an hour on 2 cores.
+HEADROOM_POOLS = ("biased-specialists", "specialists", "mixed-quality")
+HEADROOM_REGIMES = {f"twitter/{pool}": {"task": "twitter-sentiment", "teachers": pool} for pool in HEADROOM_POOLS}
+HEADROOM_ENTRIES = (
+    NO_KD, AVG_KD, GridEntry(label="best_teacher", agent="best_teacher"), CORRECT_TEACHERS, CA_MKD,
+    GridEntry(label="mtkd_rl", agent="mtkd_rl", env_id=WEIGHT_ENV), REINFORCE,
+    GridEntry(label="reinforce_paper", agent="reinforce", agent_kwargs={"advantage": "episode"},
+              epoch_kwargs={"pretrain_student_steps": 1, "pretrain_selector_steps": 1}, profile_selection=True),
+    PPO, PPO_INSTANCE,
+)
+PRESETS["headroom"] = Preset(
+    name="headroom", tasks=tuple(HEADROOM_REGIMES), seeds=(0, 1, 2, 3, 4), epochs=10,
+    common_env_kwargs={**LEARNING_ENV, "student": "bow"}, entries=HEADROOM_ENTRIES, regimes=HEADROOM_REGIMES,
+)

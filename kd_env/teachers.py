@@ -25,6 +25,7 @@ from kd_env.cache import ArrayStore, CacheEntry
 from kd_env.checkpoint_teachers import CheckpointTeacher, check_labels, checkpoint_teacher, looks_like_checkpoint, prepare_checkpoint_teacher
 from kd_env.data import SPLITS, TEACHER_ARRAYS
 from kd_env.devices import resolve_device, runtime_key
+from kd_env.head_teachers import HeadClassifier, VectorRows
 from kd_env.pools import pool_teachers
 from kd_env.slices import OUTSIDE_SLICE_MODES, SliceSpec, slice_masks, teacher_training_labels
 from kd_env.tasks import TextTask
@@ -85,12 +86,19 @@ class TeacherSpec:
     ``random`` (random labels)."""
     label_noise: float = 0.0
     """Share of its training labels replaced by a different random class (a lower-quality teacher)."""
+    tuning: str = "full"
+    """``full``: fine-tune the encoder; ``head``: train an MLP head on the frozen encoder's cached
+    sentence vectors (seconds instead of minutes; ``kd_env.head_teachers``)."""
 
     def __post_init__(self) -> None:
         if self.slice is not None:
             SliceSpec.parse(self.slice)
         if self.outside_slice not in OUTSIDE_SLICE_MODES:
             raise ValueError(f"teacher {self.name!r}: outside_slice must be one of {list(OUTSIDE_SLICE_MODES)}, got {self.outside_slice!r}")
+        if self.tuning not in ("full", "head"):
+            raise ValueError(f"teacher {self.name!r}: tuning must be 'full' or 'head', got {self.tuning!r}")
+        if self.tuning == "head" and self.num_layers is not None:
+            raise ValueError(f"teacher {self.name!r}: a head-tuned teacher reads the whole frozen encoder; num_layers must be None")
         if not 0.0 <= self.label_noise < 1.0:
             raise ValueError(f"teacher {self.name!r}: label_noise must be in [0, 1), got {self.label_noise}")
         if not 0.0 < self.train_fraction <= 1.0:
@@ -258,6 +266,8 @@ def load_teacher_model(entry: CacheEntry, cache_dir: str | None = None) -> TextC
     from safetensors.torch import load_file
 
     spec = TeacherSpec(**entry.meta["spec"])
+    if spec.tuning == "head":
+        raise ValueError(f"teacher {spec.name!r} is a head over cached vectors, not a text model to run online")
     model = TextClassifier(load_encoder(spec.encoder, spec.num_layers, cache_dir), len(entry.meta["classes"]))
     model.load_state_dict(load_file(entry.file("model.safetensors")))
     return model.eval()
@@ -268,8 +278,6 @@ def _build_teacher(task: TextTask, spec: TeacherSpec, config: PreparationConfig,
 
     torch_device = resolve_device(config.device)
     started = time.perf_counter()
-    tokenizer = load_tokenizer(spec.encoder, config.cache_dir)
-    encoded = {split: encode(tokenizer, task.splits[split], spec.max_length) for split in SPLITS}
     labels = {split: task.splits[split].labels for split in SPLITS}
     # The teacher's dev labels follow the same rule as its training labels: a biased teacher's own
     # checkpoint selection cannot see the gold labels it was never given.
@@ -279,10 +287,9 @@ def _build_teacher(task: TextTask, spec: TeacherSpec, config: PreparationConfig,
         size = max(1, round(spec.train_fraction * len(train_ids)))
         keep = np.sort(np.random.default_rng(spec.seed).permutation(len(train_ids))[:size])
         train_ids, taught = train_ids[keep], taught[keep]
+    encoded, model = _teacher_inputs_and_model(task, spec, config)
+    model = model.to(torch_device)
     train_subset = encoded["train"].subset(train_ids)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(spec.seed)
-        model = TextClassifier(load_encoder(spec.encoder, spec.num_layers, config.cache_dir), len(task.class_names)).to(torch_device)
     tune = FineTuneConfig(spec.epochs, spec.learning_rate, spec.batch_size, spec.warmup_fraction, spec.evals_per_epoch, spec.seed)
     summary = fine_tune(model, (train_subset, taught), (encoded["dev"].subset(dev_ids), dev_taught), tune, torch_device,
                         config.mixed_precision, desc=f"fine-tune {spec.name} on {task.name}")
@@ -302,6 +309,21 @@ def _build_teacher(task: TextTask, spec: TeacherSpec, config: PreparationConfig,
     meta = {"spec": dataclasses.asdict(spec), "classes": list(task.class_names), "accuracy": accuracies, "slice_accuracy": slice_accuracies,
             "prepare_seconds": time.perf_counter() - started, "device": str(torch_device), **summary}
     return arrays, meta
+
+
+def _teacher_inputs_and_model(task: TextTask, spec: TeacherSpec, config: PreparationConfig):
+    """Each split as the teacher reads it, and its freshly initialised model (seeded by the spec)."""
+    if spec.tuning == "head":
+        entry = sentence_embeddings(task, dataclasses.replace(config, semantic_encoder=spec.encoder, semantic_max_length=spec.max_length))
+        encoded = {split: VectorRows(np.asarray(entry.array(f"{split}.vectors"))) for split in SPLITS}
+        build = lambda: HeadClassifier(encoded["train"].vectors.shape[1], len(task.class_names))  # noqa: E731
+    else:
+        tokenizer = load_tokenizer(spec.encoder, config.cache_dir)
+        encoded = {split: encode(tokenizer, task.splits[split], spec.max_length) for split in SPLITS}
+        build = lambda: TextClassifier(load_encoder(spec.encoder, spec.num_layers, config.cache_dir), len(task.class_names))  # noqa: E731
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec.seed)
+        return encoded, build()
 
 
 def _taught_labels(spec: TeacherSpec, labels: dict[str, np.ndarray], masks: dict[str, np.ndarray] | None, split: str, num_classes: int):

@@ -99,6 +99,9 @@ class Encoded:
     def __len__(self) -> int:
         return len(self.input_ids)
 
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.input_ids]
+
     def subset(self, indices) -> "Encoded":
         types = None if self.token_type_ids is None else [self.token_type_ids[i] for i in indices]
         return Encoded([self.input_ids[i] for i in indices], types, self.pad_id)
@@ -135,7 +138,7 @@ def encode(tokenizer, split: TextSplit, max_length: int) -> Encoded:
 def predict(model: TextClassifier, encoded: Encoded, device: torch.device, batch_size: int, mixed_precision: bool, desc: str | None = None):
     """(logits, pooled) float32 numpy arrays in split order; batches sorted by length to pad little."""
     model.eval()
-    order = np.argsort([len(ids) for ids in encoded.input_ids], kind="stable")
+    order = np.argsort(encoded.lengths(), kind="stable")
     logits, pooled = [None] * len(encoded), [None] * len(encoded)
     starts = range(0, len(order), batch_size)
     for start in tqdm(starts, desc=desc, disable=desc is None, leave=False):

@@ -3,6 +3,7 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 import kd_env  # noqa: F401 - registers the env ids
 from kd_env.pools import TEACHER_POOLS, pool_teachers
@@ -88,6 +89,34 @@ def test_biased_class_specialist_is_taught_its_bias(tmp_path, tiny_bert, reviews
     slice_accuracy = cache.entry("tiny").meta["slice_accuracy"]
     assert slice_accuracy["train"]["in_slice"] > 0.8
     assert slice_accuracy["train"]["outside_slice"] < 0.2
+
+
+def test_head_teacher_trains_on_cached_vectors_and_is_cached(tmp_path, tiny_bert, reviews_csv, monkeypatch):
+    from kd_env import teachers as teachers_module
+
+    task = load_task(f"csv:{reviews_csv}")
+    config = PreparationConfig(cache_dir=str(tmp_path), semantic_encoder=tiny_bert, device="cpu")
+    spec = resolve_teacher_specs([tiny_spec(tiny_bert, tuning="head", epochs=20, learning_rate=1e-2)])
+    first = prepare_teachers(task, spec, config)
+    logits = np.asarray(first.outputs("test").logits)[:, 0]
+    # The cached outputs are the saved head applied to the frozen encoder's cached vectors.
+    from safetensors.torch import load_file
+
+    from kd_env.head_teachers import HeadClassifier
+    from kd_env.teachers import sentence_embeddings
+
+    vectors = torch.from_numpy(np.asarray(sentence_embeddings(task, config).array("test.vectors")))
+    head = HeadClassifier(vectors.shape[1], 3)
+    head.load_state_dict(load_file(first.entry("tiny").file("model.safetensors")))
+    with torch.no_grad():
+        expected = head.eval()({"vectors": vectors})[0].numpy()
+    np.testing.assert_allclose(logits, expected, atol=1e-5)
+    assert not np.allclose(logits, logits[:1])  # it depends on the instance
+    monkeypatch.setattr(teachers_module, "fine_tune", lambda *a, **k: pytest.fail("rebuilt a cached teacher"))
+    again = prepare_teachers(task, spec, config)
+    np.testing.assert_array_equal(np.asarray(again.outputs("test").logits)[:, 0], logits)
+    with pytest.raises(ValueError, match="num_layers must be None"):
+        TeacherSpec(name="t", encoder=tiny_bert, tuning="head", num_layers=1)
 
 
 def test_slice_smaller_than_a_batch_fails_before_fine_tuning(tmp_path, tiny_bert, reviews_csv, monkeypatch):
