@@ -58,7 +58,7 @@ class RuleConfig:
     """``random``: the chance of selecting each (instance, teacher)."""
     fallback: str = "lowest_ce"
     """``correct_teachers``, for an instance no teacher gets right: ``lowest_ce`` (the teacher closest
-    to the gold label; the better reference in every synthetic variant measured, README), ``all``
+    to the gold label; the better reference in every synthetic variant measured, docs/results.md), ``all``
     (Avg-KD there: wrong teachers still carry dark knowledge) or ``none`` (nothing selected: the env's
     ``empty_selection`` decides)."""
 

@@ -16,7 +16,7 @@ Two variants, by ``label_noise``:
   selector finds the experts, not for showing that selection pays.
 - ``> 0`` (the ``synthetic`` comparison preset uses 0.4): that share of training labels is flipped;
   dev and test keep clean labels. The experts' clean posterior is then worth more than the labels,
-  and selecting them beats both hard labels and Avg-KD (measurements: README).
+  and selecting them beats both hard labels and Avg-KD (measurements: docs/results.md).
 """
 
 from __future__ import annotations
