@@ -11,6 +11,10 @@ over rounds. Env steps counted are transitions: the autoreset calls take time bu
 
 Memory: for every N, a fresh process builds the env, runs two episodes, and reports its peak
 resident memory; the teacher outputs it holds once, whatever N, are listed beside.
+
+With ``--ppo N``: SB3 PPO (``SharedPairPolicy``) on N sub-envs, the batched env through
+``agents.sb3_vec.BatchedVecEnv`` against SB3's ``DummyVecEnv`` of N single envs, in alternating rounds:
+what an RL user gains end to end, policy and PPO updates included.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import numpy as np
 import torch
 
 import kd_env  # noqa: F401  (registers the ids)
+from agents.sb3 import SharedPairPolicy
+from agents.sb3_vec import BatchedVecEnv
 from kd_env.distill import kd_loss, weights_from_selection
 
 ENV_ID = "kd_env/TeacherSelection-v0"
@@ -144,6 +150,29 @@ def measure_memory(args) -> dict[int, tuple[int, int]]:
     return results
 
 
+def ppo_rates(args) -> dict[str, float]:
+    """Median env steps/s of PPO learning on N sub-envs: batched env vs DummyVecEnv of single envs."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    kwargs, n = env_kwargs(args), args.ppo
+    batched = gym.make_vec(ENV_ID, num_envs=n, vectorization_mode="vector_entry_point", **kwargs)
+    venvs = {"batched env": BatchedVecEnv(batched), "DummyVecEnv": DummyVecEnv([lambda: gym.make(ENV_ID, **kwargs)] * n)}
+    policy_kwargs = {"obs_shape": batched.unwrapped.obs_shape}
+    models = {
+        name: PPO(SharedPairPolicy, venv, n_steps=32, batch_size=8 * n, n_epochs=2, seed=0, policy_kwargs=policy_kwargs, device="cpu")
+        for name, venv in venvs.items()
+    }
+    rates: dict[str, list[float]] = {name: [] for name in models}
+    for round_index in range(args.rounds + 1):  # round 0 warms up and is dropped
+        for name, model in models.items():
+            start = time.perf_counter()
+            model.learn(total_timesteps=32 * n, reset_num_timesteps=False)
+            if round_index:
+                rates[name].append(32 * n / (time.perf_counter() - start))
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-envs", type=int, nargs="+", default=[1, 4, 16, 64])
@@ -151,8 +180,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.5, help="clock time per measurement")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (more than the free cores stalls them)")
+    parser.add_argument("--ppo", type=int, default=0, metavar="N", help="only compare PPO on N sub-envs: batched env vs DummyVecEnv")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.ppo:
+        rates = ppo_rates(args)
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(f"PPO, {args.ppo} sub-envs, rollouts of 32 steps, 2 epochs; load average {load}; medians of {args.rounds} rounds")
+        for name, rate in rates.items():
+            print(f"  {name}: {rate:,.0f} env steps/s")
+        print(f"  ratio: {rates['batched env'] / rates['DummyVecEnv']:.2f}")
+        return
 
     speed = measure_speed(args)
     single = speed["single"][1]
