@@ -88,6 +88,12 @@ def test_sub_envs_match_single_envs(env_id, reward, kwargs):
     assert ends == 2  # two episode ends, with dev metrics, the terminal bonus and an autoreset between
 
 
+@pytest.mark.parametrize("features", [["teacher_probs", "semantic"], ["student_ce", "progress"], ["teacher_id", "kl_teacher_student"]])
+def test_feature_subsets_match_single_envs(features, kwargs):
+    """Observations with only static, only dynamic, or mixed feature groups."""
+    compare_rollouts("kd_env/TeacherSelection-v0", {**kwargs, "features": features}, steps=EPISODE_STEPS + 1)
+
+
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_keep_student_resets_match_single_envs(env_id, kwargs):
     batched, singles, _ = compare_rollouts(env_id, kwargs, steps=EPISODE_STEPS + 2, keep_on_autoreset=True)
