@@ -149,3 +149,12 @@ PRESETS["headroom"] = Preset(
     name="headroom", tasks=tuple(HEADROOM_REGIMES), seeds=(0, 1, 2, 3, 4), epochs=10,
     common_env_kwargs={**LEARNING_ENV, "student": "bow"}, entries=HEADROOM_ENTRIES, regimes=HEADROOM_REGIMES,
 )
+
+# The README's main job: the regime where selection matters, small enough to run from a fresh clone in
+# minutes (head-tuned teachers, bow student, the baselines, the privileged reference and REINFORCE).
+PRESETS["demo"] = Preset(
+    name="demo", tasks=("twitter/biased-specialists",), seeds=(0, 1, 2), epochs=10,
+    common_env_kwargs=dict(PRESETS["headroom"].common_env_kwargs),
+    entries=(NO_KD, AVG_KD, GridEntry(label="best_teacher", agent="best_teacher"), CORRECT_TEACHERS, REINFORCE),
+    regimes={"twitter/biased-specialists": HEADROOM_REGIMES["twitter/biased-specialists"]}, single_teachers=False,
+)

@@ -144,7 +144,7 @@ def train(
 @app.command()
 @user_errors
 def compare(
-    preset: Annotated[str | None, typer.Option(help="A named grid: synthetic, quick (the README's main job), full, levers, transformer.")] = None,
+    preset: Annotated[str | None, typer.Option(help="A named grid: demo (the README's main job), headroom, synthetic, quick, full, levers, transformer.")] = None,
     grid: Annotated[Path | None, typer.Option(help="A YAML or JSON file of grid keys (tasks, agents, seeds, student, student_options, teachers, epochs, env_kwargs, task_options, single_teachers); flags override it.")] = None,
     task: Annotated[list[str] | None, typer.Option(help="Ad-hoc grid: a task (csv:reviews.csv, ...). Repeatable.")] = None,
     agents_: Annotated[str | None, typer.Option("--agents", help="Ad-hoc grid: agents, comma-separated (reinforce,avg_kd,ppo).")] = None,
@@ -175,7 +175,7 @@ def compare(
     if preset is not None and (flags or grid is not None):
         raise ValueError("--preset fixes the whole grid; give either --preset or an ad-hoc grid (--grid FILE and/or --task, --agents, ...)")
     if preset is not None or not (flags or grid is not None):
-        preset = preset or "quick"
+        preset = preset or "demo"
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; available: {sorted(PRESETS)}")
         chosen = PRESETS[preset]
