@@ -29,6 +29,8 @@ class Agent(ABC):
     """An agent bound to one environment; ``config`` is its frozen dataclass of hyperparameters."""
 
     name: str = ""
+    learns: bool = True
+    """False for fixed rules: reports set learned selectors apart from the baselines they must beat."""
 
     def __init__(self, env: gym.Env, config: Any) -> None:
         self.env = env
@@ -75,6 +77,13 @@ def register(name: str, **defaults: Any) -> Callable[[type[Agent]], type[Agent]]
 
 def agent_names() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def agent_learns(name: str) -> bool:
+    """Whether the agent registered as ``name`` learns its selection (rather than follows a fixed rule)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown agent {name!r}; available: {agent_names()}")
+    return _REGISTRY[name][0].learns
 
 
 def make(name: str, env: gym.Env, **config: Any) -> Agent:

@@ -66,6 +66,8 @@ class RuleConfig:
 class RuleAgent(Agent):
     """Drives the env with ``rule(grid) -> (B, K)`` scores; ``learn`` just trains the student."""
 
+    learns = False
+
     config_class = RuleConfig
     needs_weights_env = False
 

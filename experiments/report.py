@@ -197,6 +197,75 @@ def headroom_table(headrooms: list[Headroom]) -> str:
     return "\n".join(lines) + "\n"
 
 
+CLAIM_MARGIN = 0.01
+"""The claim's bar: a learned selector ahead of Avg-KD and of the best single teacher by a point."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The paper's claim on one task: the learned selector with the best dev accuracy against Avg-KD,
+    the best single teacher (also chosen by dev) and hard labels alone, paired test accuracy."""
+
+    task: str
+    selector: str | None
+    best_single: str | None
+    selector_accuracy: Summary
+    vs_avg_kd: Summary
+    vs_best_single: Summary
+    vs_no_kd: Summary
+
+    @property
+    def verdict(self) -> str:
+        if self.selector is None or self.best_single is None or self.vs_avg_kd.n == 0:
+            return "not measured: needs a learned selector, avg_kd and a single teacher"
+        beats = all(s.mean >= CLAIM_MARGIN and s.lower > 0 for s in (self.vs_avg_kd, self.vs_best_single))
+        return f"met (>= +{CLAIM_MARGIN:.2f}, both intervals above 0)" if beats else "not met"
+
+
+def _learned(label: str, runs: dict[int, RunRecord]) -> bool:
+    from agents import agent_learns
+
+    names = {r.config.get("train", {}).get("agent") for r in runs.values()}
+    return bool(names) and None not in names and all(agent_learns(name) for name in names)
+
+
+def claim_summary(records: list[RunRecord]) -> list[Claim]:
+    """One ``Claim`` per task of ``records``."""
+    runs = successful_runs(records)
+    result = []
+    for task in sorted({task for task, _ in runs}):
+        labels = sorted(agent for t, agent in runs if t == task)
+        selector = _best_by_dev(runs, task, [a for a in labels if _learned(a, runs[(task, a)])])
+        single = _best_by_dev(runs, task, [a for a in labels if a == BEST_SINGLE_AGENT or a.startswith("single:")])
+
+        def of(label: str | None) -> dict[int, RunRecord]:
+            return runs.get((task, label), {}) if label else {}
+
+        result.append(Claim(
+            task=task, selector=selector, best_single=single,
+            selector_accuracy=Summary.of([r.test_accuracy for r in of(selector).values()]),
+            vs_avg_kd=paired(of(selector), of(REFERENCE_AGENT)),
+            vs_best_single=paired(of(selector), of(single)),
+            vs_no_kd=paired(of(selector), of(NO_KD_AGENT)),
+        ))
+    return result
+
+
+def claim_table(claims: list[Claim]) -> str:
+    """Markdown: per task, the learned selector picked by dev accuracy against the three baselines."""
+    lines = [
+        "| task | learned selector (best dev) | its student | Δ vs avg_kd (paired) | best single teacher (by dev) | "
+        "Δ vs it (paired) | Δ vs no_kd (paired) | claim |",
+        "|---" * 8 + "|",
+    ]
+    for c in claims:
+        lines.append(
+            f"| {c.task} | {c.selector or '-'} | {_fmt(c.selector_accuracy)} | {_fmt(c.vs_avg_kd, signed=True)} | "
+            f"{c.best_single or '-'} | {_fmt(c.vs_best_single, signed=True)} | {_fmt(c.vs_no_kd, signed=True)} | {c.verdict} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _fmt(summary: Summary, signed: bool = False) -> str:
     if summary.n == 0:
         return "-"

@@ -6,12 +6,21 @@ from pathlib import Path
 
 from experiments.aggregate import aggregate, aggregate_table, plot_aggregate
 from experiments.plots import plot_accuracy, plot_curves, plot_selection
-from experiments.report import headroom_summary, headroom_table, markdown_table, single_teacher_table, summarise, write_csv
+from experiments.report import (
+    claim_summary,
+    claim_table,
+    headroom_summary,
+    headroom_table,
+    markdown_table,
+    single_teacher_table,
+    summarise,
+    write_csv,
+)
 from experiments.results import read_records
 
 
 def write_report(results: str | Path, out: str | Path) -> str:
-    """headroom.md, table.md, table.csv, single_teachers.md, aggregate.md (IQM and P(improvement) across
+    """headroom.md (the headroom and the claim), table.md, table.csv, single_teachers.md, aggregate.md (IQM and P(improvement) across
     tasks and seeds, ``experiments.aggregate``), accuracy.png, curves.png, selection.png, aggregate.png in
     ``out``; returns the markdown tables, the headroom first (it says how to read the rest)."""
     out = Path(out)
@@ -19,7 +28,7 @@ def write_report(results: str | Path, out: str | Path) -> str:
     rows = summarise(records)
     table = markdown_table(rows)
     singles = single_teacher_table(records)
-    headroom = headroom_table(headroom_summary(records))
+    headroom = headroom_table(headroom_summary(records)) + "\n" + claim_table(claim_summary(records))
     (out / "headroom.md").write_text(headroom)
     (out / "table.md").write_text(table)
     (out / "single_teachers.md").write_text(singles)

@@ -134,3 +134,47 @@ def test_the_written_report_leads_with_the_headroom(tmp_path):
         append_record(tmp_path / "results.jsonl", run)
     text = write_report(tmp_path / "results.jsonl", tmp_path)
     assert text.startswith("| task | privileged reference |") and "| headroom |" in (tmp_path / "headroom.md").read_text()
+
+
+def learned_grid(**accuracies):
+    """``grid`` records carrying the registered agent name each label runs (the claim reads it)."""
+    names = {"reinforce": "reinforce", "ppo_instance": "ppo_instance", "avg_kd": "avg_kd", "no_kd": "no_kd",
+             "correct_teachers": "correct_teachers"}
+    records = []
+    for label, values in accuracies.items():
+        label = label.replace("__", ":")
+        agent = names.get(label, "single_teacher")
+        for seed, (test, dev) in enumerate(values):
+            records.append(record(label, seed, test, dev=dev, config={"train": {"agent": agent}}))
+    return records
+
+
+def test_claim_picks_the_learned_selector_by_dev_and_ignores_rules_and_references():
+    from experiments.report import claim_summary, claim_table
+
+    records = learned_grid(
+        avg_kd=[(0.60, 0.6), (0.62, 0.6), (0.61, 0.6)],
+        single__t0=[(0.55, 0.5), (0.56, 0.5), (0.57, 0.5)],
+        no_kd=[(0.64, 0.6), (0.65, 0.6), (0.63, 0.6)],
+        correct_teachers=[(0.90, 0.9), (0.90, 0.9), (0.90, 0.9)],  # privileged: never the selector
+        reinforce=[(0.66, 0.7), (0.67, 0.7), (0.68, 0.7)],
+        ppo_instance=[(0.80, 0.1), (0.80, 0.1), (0.80, 0.1)],  # best on test, worst on dev: not chosen
+    )
+    (claim,) = claim_summary(records)
+    assert claim.selector == "reinforce" and claim.best_single == "single:t0"
+    assert claim.vs_avg_kd.mean == pytest.approx(0.06) and claim.vs_best_single.mean == pytest.approx(0.11)
+    assert claim.vs_no_kd.mean == pytest.approx(0.03)
+    assert claim.verdict.startswith("met")
+    assert "| reinforce |" in claim_table([claim])
+
+
+def test_claim_not_met_when_a_baseline_is_within_the_margin():
+    from experiments.report import claim_summary
+
+    records = learned_grid(
+        avg_kd=[(0.600, 0.6), (0.610, 0.6), (0.620, 0.6)],
+        single__t0=[(0.55, 0.5), (0.56, 0.5), (0.57, 0.5)],
+        reinforce=[(0.605, 0.7), (0.616, 0.7), (0.624, 0.7)],  # +0.005: above Avg-KD, below the bar
+    )
+    (claim,) = claim_summary(records)
+    assert claim.vs_avg_kd.lower > 0 and claim.verdict == "not met"
