@@ -157,20 +157,22 @@ def _best_by_dev(runs: RunsByAgent, task: str, labels: list[str]) -> str | None:
     return max(scored)[1] if scored else None
 
 
+def _tasks(runs: RunsByAgent):
+    """Per task: its agent labels, its best single teacher (by dev) and a label -> runs lookup."""
+    for task in sorted({task for task, _ in runs}):
+        labels = sorted(agent for t, agent in runs if t == task)
+        single = _best_by_dev(runs, task, [a for a in labels if a == BEST_SINGLE_AGENT or a.startswith("single:")])
+        yield task, labels, single, lambda label, task=task: runs.get((task, label), {}) if label else {}
+
+
 def headroom_summary(records: list[RunRecord]) -> list[Headroom]:
     """One ``Headroom`` per task of ``records``."""
     runs = successful_runs(records)
     result = []
-    for task in sorted({task for task, _ in runs}):
-        labels = sorted(agent for t, agent in runs if t == task)
+    for task, labels, single, of in _tasks(runs):
         reference = _best_by_dev(runs, task, [a for a in labels if a.split(":")[0] in PRIVILEGED_AGENTS])
-        single = _best_by_dev(runs, task, [a for a in labels if a == BEST_SINGLE_AGENT or a.startswith("single:")])
         baseline = _best_by_dev(runs, task, [a for a in (REFERENCE_AGENT, single) if a])
         best_of_three = _best_by_dev(runs, task, [a for a in (NO_KD_AGENT, REFERENCE_AGENT, single) if a])
-
-        def of(label: str | None) -> dict[int, RunRecord]:
-            return runs.get((task, label), {}) if label else {}
-
         result.append(Headroom(
             task=task, reference=reference, baseline=baseline, best_of_three=best_of_three,
             reference_accuracy=Summary.of([r.test_accuracy for r in of(reference).values()]),
@@ -233,14 +235,8 @@ def claim_summary(records: list[RunRecord]) -> list[Claim]:
     """One ``Claim`` per task of ``records``."""
     runs = successful_runs(records)
     result = []
-    for task in sorted({task for task, _ in runs}):
-        labels = sorted(agent for t, agent in runs if t == task)
+    for task, labels, single, of in _tasks(runs):
         selector = _best_by_dev(runs, task, [a for a in labels if _learned(a, runs[(task, a)])])
-        single = _best_by_dev(runs, task, [a for a in labels if a == BEST_SINGLE_AGENT or a.startswith("single:")])
-
-        def of(label: str | None) -> dict[int, RunRecord]:
-            return runs.get((task, label), {}) if label else {}
-
         result.append(Claim(
             task=task, selector=selector, best_single=single,
             selector_accuracy=Summary.of([r.test_accuracy for r in of(selector).values()]),
