@@ -44,3 +44,16 @@ def test_default_env_runs_offline_on_twitter_sentiment():
     while not terminated:
         _, _, terminated, _, info = env.step(np.ones(env.action_space.shape, dtype=np.int8))
     assert 0.4 < info["dev_accuracy"] <= 1.0
+
+
+def test_biased_specialists_are_right_in_their_cluster_and_confidently_wrong_outside():
+    """The headroom regime on real tweets: each specialist learned its own cluster and the shifted
+    rule elsewhere, so per-instance selection has a known answer."""
+    from kd_env.text_problem import prepare_text_task
+
+    _, cache, _, _ = prepare_text_task("twitter-sentiment", "biased-specialists", {})
+    for name in cache.teacher_names:
+        slices = cache.entry(name).meta["slice_accuracy"]["test"]
+        assert slices["in_slice"] > 0.55 and slices["outside_slice"] < 0.3, (name, slices)
+    probs = torch.softmax(torch.as_tensor(np.asarray(cache.outputs("test").logits)), dim=-1)
+    assert probs.max(dim=-1).values.mean() > 0.6  # confident, not near-uniform
