@@ -9,10 +9,9 @@ pools differ in where the teachers' errors lie:
 | `specialists`        | one per k-means cluster (3) of the MiniLM-L6 vectors, trained on that cluster only |
 | `biased-specialists` | the same, but taught gold + 1 outside their cluster: confidently wrong there     |
 | `mixed-quality`      | a clean teacher, one trained on 40% flipped labels, one on 5% of the data        |
-| `strong-diverse`     | MiniLM-L6, MiniLM-L3 and MPNet-L3, each fully fine-tuned for 3 epochs (slow)     |
 | `default`            | the task's default teachers (``DEFAULT_TEACHERS``, fine-tuned for 1 epoch)       |
 
-The first three are head-tuned (``tuning="head"``: an MLP over the frozen MiniLM-L6 vectors, which
+The three named pools are head-tuned (``tuning="head"``: an MLP over the frozen MiniLM-L6 vectors, which
 the env caches anyway), so preparing one takes seconds. In the specialist pools each instance has one
 teacher that learned its cluster honestly, so "select the teacher that is right" has a known answer
 on real text.
@@ -39,11 +38,6 @@ TEACHER_POOLS: dict[str, list | None] = {
         {"name": "clean", **HEAD},
         {"name": "noisy-labels", **HEAD, "label_noise": 0.4},
         {"name": "little-data", **HEAD, "train_fraction": 0.05},
-    ],
-    "strong-diverse": [
-        {"name": "minilm-l6-3ep", "encoder": "minilm-l6", "epochs": 3},
-        {"name": "minilm-l3-3ep", "encoder": "minilm-l3", "epochs": 3},
-        {"name": "mpnet-l3-3ep", "encoder": "mpnet-base", "num_layers": 3, "learning_rate": 5e-5, "epochs": 3},
     ],
 }
 
