@@ -29,7 +29,7 @@ from gymnasium.vector.utils import batch_space
 
 from kd_env import rewards as reward_fns
 from kd_env.distill import kd_loss, weights_from_action
-from kd_env.env import EVAL_BATCH, RESET_OPTIONS, TeacherSelectionEnv
+from kd_env.env import EVAL_BATCH, RESET_OPTIONS, TeacherSelectionEnv, losses_after_step
 from kd_env.episode import EpisodeBatches, episode_order
 from kd_env.features import dynamic_features, log_softmax, static_features
 from kd_env.student_stacks import HeadStack, require_stackable, stack_students
@@ -139,7 +139,7 @@ class BatchedTeacherSelectionEnv(VectorEnv):
         self._step = 0
         self._needs_reset = False
         self._set_pending(self.students.forward(self._batch_inputs(0)).float())
-        if reward_fns.needs_probe(self.template.reward_name):
+        if self.template.reward.needs_probe:
             self._probe_ce = self._probe_losses()
         return self._observation(), self._observation_info()
 
@@ -272,7 +272,7 @@ class BatchedTeacherSelectionEnv(VectorEnv):
 
     def _forwards_after_update(self, step: int) -> torch.Tensor | None:
         """As ``TeacherSelectionEnv._forwards_after_update``, for all students at once."""
-        if reward_fns.needs_probe(self.template.reward_name):
+        if not self.template.reward.needs_batch_after:
             self._set_pending(self.students.forward(self._batch_inputs(self._step)).float())
             return None
         if self.students.cheap_forward:
@@ -289,17 +289,14 @@ class BatchedTeacherSelectionEnv(VectorEnv):
         """(N, B) per-instance losses for the reward, and (3, N) batch means of ce, kd and loss."""
         env, n, b = self.template, self.num_envs, self.batch_size
         rows = [parts.ce, parts.kd, parts.total]
+        if env.reward.needs_batch_after:
+            rows += losses_after_step(
+                env.reward, after_logits.flatten(0, 1), labels.flatten(), teacher_logits.flatten(0, 1), weights.flatten(0, 1), env.kd_config
+            )
         probe = {}
-        if reward_fns.needs_probe(env.reward_name):
+        if env.reward.needs_probe:
             probe_ce_before, self._probe_ce = self._probe_ce, self._probe_losses()
             probe = {"probe_ce_before": probe_ce_before[:, None], "probe_ce_after": self._probe_ce[:, None]}
-        else:
-            flat_after, flat_labels = after_logits.flatten(0, 1), labels.flatten()
-            if env.reward_name == "student_loss":
-                after = kd_loss(flat_after, flat_labels, teacher_logits.flatten(0, 1), weights.flatten(0, 1), env.kd_config)
-                rows += [after.ce, after.total]
-            else:
-                rows.append(torch.nn.functional.cross_entropy(flat_after, flat_labels, reduction="none"))
         values = torch.stack(rows).cpu().numpy().reshape(len(rows), n, b)
         after_rows = dict(zip(("ce_after", "loss_after"), values[3:]))
         losses = reward_fns.StepLosses(ce_before=values[0], **after_rows, **probe)

@@ -16,21 +16,43 @@ and, for ``kl_to_average``, ``KD_j = KL(sum_k w_jk p_Tk^tau || p_S^tau)``. ``p^t
 logits / tau; with ``tau_squared`` the KD term is multiplied by tau^2 (Hinton et al.), which keeps its
 gradient scale independent of tau. An instance whose weight row is all zero (no teacher selected under
 the ``hard_label`` fallback) trains on the hard label only: its loss is ``CE(y_j, p_S)``.
+
+A new aggregation is one function decorated with ``@register_aggregation(name)``; ``KDConfig`` accepts
+any registered name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-AGGREGATIONS = ("weighted_ce", "kl_to_average")
+AggregationFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""(student log-probs at tau (B, C), teacher probs at tau (B, K, C), weights (B, K)) -> KD term (B,)."""
+_AGGREGATIONS: dict[str, AggregationFn] = {}
 EMPTY_SELECTION_FALLBACKS = ("hard_label", "all_teachers")
 MIN_ROW_TOTAL = np.float32(1e-12)
 """A row of weights summing to less than this is an empty selection: normalising it would only scale
 float noise up to a full teacher, and the loss and ``selection_rate`` would count a teacher that is not there."""
+
+
+def register_aggregation(name: str) -> Callable[[AggregationFn], AggregationFn]:
+    """Function decorator: make ``KDConfig(aggregation=name)`` combine the teachers with this function."""
+
+    def decorate(fn: AggregationFn) -> AggregationFn:
+        if name in _AGGREGATIONS:
+            raise ValueError(f"aggregation name {name!r} is already registered")
+        _AGGREGATIONS[name] = fn
+        return fn
+
+    return decorate
+
+
+def aggregation_names() -> list[str]:
+    return list(_AGGREGATIONS)
 
 
 @dataclass(frozen=True)
@@ -44,15 +66,16 @@ class KDConfig:
     tau_squared: bool = False
     """Multiply the KD term by tau^2."""
     aggregation: str = "weighted_ce"
-    """``weighted_ce`` (sum of per-teacher soft CEs) or ``kl_to_average`` (KL to the weighted mean)."""
+    """``weighted_ce`` (sum of per-teacher soft CEs), ``kl_to_average`` (KL to the weighted mean) or
+    any other name given to ``register_aggregation``."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
         if not self.temperature > 0.0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.aggregation not in AGGREGATIONS:
-            raise ValueError(f"unknown aggregation {self.aggregation!r}; expected one of {AGGREGATIONS}")
+        if self.aggregation not in _AGGREGATIONS:
+            raise ValueError(f"unknown aggregation {self.aggregation!r}; expected one of {aggregation_names()}")
 
 
 @dataclass(frozen=True)
@@ -137,14 +160,23 @@ def kd_loss(
     ce = F.cross_entropy(student_logits, labels, reduction="none")
     student_log_probs_tau = F.log_softmax(student_logits / tau, dim=-1)
     teacher_probs_tau = F.softmax(teacher_logits / tau, dim=-1)
-    if config.aggregation == "weighted_ce":
-        per_teacher = soft_cross_entropy(teacher_probs_tau, student_log_probs_tau.unsqueeze(1))
-        kd = (weights * per_teacher).sum(dim=1)
-    else:
-        mixed = (weights.unsqueeze(-1) * teacher_probs_tau).sum(dim=1)
-        kd = (mixed * (torch.log(mixed.clamp_min(1e-12)) - student_log_probs_tau)).sum(dim=-1)
+    kd = _AGGREGATIONS[config.aggregation](student_log_probs_tau, teacher_probs_tau, weights)
     if config.tau_squared:
         kd = kd * tau * tau
     has_teacher = weights.sum(dim=1) > 0
     total = torch.where(has_teacher, (1.0 - config.alpha) * ce + config.alpha * kd, ce)
     return KDLoss(total=total, ce=ce, kd=kd)
+
+
+@register_aggregation("weighted_ce")
+def weighted_ce(student_log_probs: torch.Tensor, teacher_probs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """sum_k w_k CE(p_Tk, p_S): each selected teacher pulls the student towards itself."""
+    per_teacher = soft_cross_entropy(teacher_probs, student_log_probs.unsqueeze(1))
+    return (weights * per_teacher).sum(dim=1)
+
+
+@register_aggregation("kl_to_average")
+def kl_to_average(student_log_probs: torch.Tensor, teacher_probs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """KL(sum_k w_k p_Tk || p_S): the student matches the teachers' weighted mean."""
+    mixed = (weights.unsqueeze(-1) * teacher_probs).sum(dim=1)
+    return (mixed * (torch.log(mixed.clamp_min(1e-12)) - student_log_probs)).sum(dim=-1)

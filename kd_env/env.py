@@ -131,11 +131,12 @@ class TeacherSelectionEnv(gym.Env):
     ) -> None:
         # Every check that needs no data comes first: preparing a text task fine-tunes teachers.
         self.kd_config = KDConfig(alpha=alpha, temperature=temperature, tau_squared=tau_squared, aggregation=aggregation)
-        self.reward_name = reward_fns.validate_reward(reward)
+        self.reward = reward_fns.get_reward(reward)
+        self.reward_name = reward
         validate_env_arguments(
             action_mode=action_mode, empty_selection=empty_selection, batch_size=batch_size,
             episode_steps=episode_steps, learning_rate=learning_rate, weight_decay=weight_decay, probe_size=probe_size,
-            probe_needed=reward_fns.needs_probe(reward), terminal_bonus=terminal_bonus, semantic_dim=semantic_dim,
+            probe_needed=self.reward.needs_probe, terminal_bonus=terminal_bonus, semantic_dim=semantic_dim,
         )
         groups = validate_groups(list(FEATURE_GROUPS) if features is None else features)
         validate_student_options(student, student_options)
@@ -220,7 +221,7 @@ class TeacherSelectionEnv(gym.Env):
         self._new_episode_batches()
         self._step = 0
         self._forward_pending()
-        if reward_fns.needs_probe(self.reward_name):
+        if self.reward.needs_probe:
             self._probe_ce = self._probe_loss()
         return self._observation(), self._observation_info()
 
@@ -319,13 +320,13 @@ class TeacherSelectionEnv(gym.Env):
     def _forwards_after_update(self, step: int) -> torch.Tensor | None:
         """The student's forwards after updating on batch ``step``; returns its logits there (no grad).
 
-        The logits on batch ``step`` are the reward's (None when it reads the probe set instead);
+        The logits on batch ``step`` are the reward's (None when it reads only the probe set);
         those on batch ``step + 1`` become the pending ones. A student that declares
         ``cheap_forward`` (its forward costs about the same for 2B rows as for B, e.g. a small MLP)
         gets both in one call on the two batches' rows, adjacent in the episode's arrays; for others
         (transformers) that would double the next backward's work, so they get two calls.
         """
-        if reward_fns.needs_probe(self.reward_name):
+        if not self.reward.needs_batch_after:
             self._forward_pending()
             return None
         if getattr(self.student, "cheap_forward", False):
@@ -349,16 +350,11 @@ class TeacherSelectionEnv(gym.Env):
         Returns the ``StepLosses`` for the reward and the batch means of ce, kd and loss for ``info``.
         """
         rows = [parts.ce, parts.kd, parts.total]
+        rows += losses_after_step(self.reward, after_logits, labels, teacher_logits, weights, self.kd_config)
         probe = {}
-        if reward_fns.needs_probe(self.reward_name):
+        if self.reward.needs_probe:
             probe_ce_before, self._probe_ce = self._probe_ce, self._probe_loss()
             probe = {"probe_ce_before": probe_ce_before, "probe_ce_after": self._probe_ce}
-        else:
-            if self.reward_name == "student_loss":
-                after = kd_loss(after_logits, labels, teacher_logits, weights, self.kd_config)
-                rows += [after.ce, after.total]
-            else:
-                rows.append(torch.nn.functional.cross_entropy(after_logits, labels, reduction="none"))
         values = torch.stack(rows).cpu().numpy()
         after_rows = dict(zip(("ce_after", "loss_after"), values[3:]))
         losses = reward_fns.StepLosses(ce_before=values[0], **after_rows, **probe)
@@ -402,3 +398,17 @@ class TeacherSelectionEnv(gym.Env):
             info["selection_agreement"] = np.count_nonzero(selected == experts) / selected.size
             info["expert_weight"] = float(weights[experts].sum() / max(float(weights.sum()), 1e-12))
         return info
+
+
+def losses_after_step(reward, after_logits, labels, teacher_logits, weights, kd_config) -> list[torch.Tensor]:
+    """The per-instance rows the reward ``needs`` on the batch after the step: [ce, loss], [ce] or none.
+
+    Shared by the single and the batched env (which passes its (N*B, ...) rows flattened), so both
+    compute exactly the same losses for any registered reward.
+    """
+    if "loss_after" in reward.needs:
+        after = kd_loss(after_logits, labels, teacher_logits, weights, kd_config)
+        return [after.ce, after.total]
+    if "ce_after" in reward.needs:
+        return [torch.nn.functional.cross_entropy(after_logits, labels, reduction="none")]
+    return []

@@ -18,17 +18,23 @@ multiplied by ``GAIN_SCALE``.
 
 ``dev_gain`` measures the held-out effect of the step on a fixed probe set drawn from the dev split; it
 cannot be split per instance, so every instance gets the same value.
+
+A new reward is one function decorated with ``@register(name, needs=...)``: ``needs`` names the losses
+(``LOSSES``) the env must compute around each step for it, so the env never branches on a reward's name.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
 GAIN_SCALE = 10.0
-REWARD_NAMES = ("student_ce", "student_loss", "ce_gain", "dev_gain")
+LOSSES = ("ce_after", "loss_after", "probe_ce")
+"""What a reward can ask the env for, beyond ``ce_before`` (always there): the batch's per-instance CE
+after the step, its KD loss (same weights) after the step, or the probe set's mean CE before and after."""
 
 
 @dataclass(frozen=True)
@@ -42,27 +48,88 @@ class StepLosses:
     probe_ce_after: float | None = None
 
 
+RewardFn = Callable[[StepLosses, float], np.ndarray]
+"""(losses, log C) -> (B,) per-instance rewards."""
+
+
+@dataclass(frozen=True)
+class Reward:
+    """A registered reward: its function and the losses it reads."""
+
+    name: str
+    fn: RewardFn
+    needs: frozenset[str]
+
+    @property
+    def needs_probe(self) -> bool:
+        """Whether the env must measure the probe set's CE before and after each step."""
+        return "probe_ce" in self.needs
+
+    @property
+    def needs_batch_after(self) -> bool:
+        """Whether the env must forward the batch again after the step."""
+        return not self.needs.isdisjoint({"ce_after", "loss_after"})
+
+
+_REGISTRY: dict[str, Reward] = {}
+
+
+def register(name: str, *, needs: Iterable[str]) -> Callable[[RewardFn], RewardFn]:
+    """Function decorator: make ``reward=name`` in the env use this function, given the losses it ``needs``."""
+    needs = frozenset(needs)
+    unknown = sorted(needs - set(LOSSES))
+    if unknown:
+        raise ValueError(f"unknown losses {unknown} for reward {name!r}; available: {list(LOSSES)}")
+
+    def decorate(fn: RewardFn) -> RewardFn:
+        if name in _REGISTRY:
+            raise ValueError(f"reward name {name!r} is already registered")
+        _REGISTRY[name] = Reward(name, fn, needs)
+        return fn
+
+    return decorate
+
+
+def reward_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get_reward(name: str) -> Reward:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown reward {name!r}; available: {reward_names()}")
+    return _REGISTRY[name]
+
+
 def validate_reward(name: str) -> str:
-    if name not in REWARD_NAMES:
-        raise ValueError(f"unknown reward {name!r}; available: {list(REWARD_NAMES)}")
-    return name
+    return get_reward(name).name
 
 
 def needs_probe(name: str) -> bool:
     """Whether the reward needs the probe-set CE before and after each step (else the batch's)."""
-    return name == "dev_gain"
+    return get_reward(name).needs_probe
 
 
 def instance_rewards(name: str, losses: StepLosses, num_classes: int) -> np.ndarray:
     """(B,) rewards for the named reward; see the module table."""
-    log_c = math.log(num_classes)
-    if name == "student_ce":
-        return -losses.ce_after / log_c
-    if name == "student_loss":
-        return -losses.loss_after / log_c
-    if name == "ce_gain":
-        return (losses.ce_before - losses.ce_after) / log_c * GAIN_SCALE
-    if name == "dev_gain":
-        gain = (losses.probe_ce_before - losses.probe_ce_after) / log_c * GAIN_SCALE
-        return np.full_like(losses.ce_before, gain)
-    raise ValueError(f"unknown reward {name!r}; available: {list(REWARD_NAMES)}")
+    return get_reward(name).fn(losses, math.log(num_classes))
+
+
+@register("student_ce", needs=["ce_after"])
+def student_ce(losses: StepLosses, log_c: float) -> np.ndarray:
+    return -losses.ce_after / log_c
+
+
+@register("student_loss", needs=["loss_after"])
+def student_loss(losses: StepLosses, log_c: float) -> np.ndarray:
+    return -losses.loss_after / log_c
+
+
+@register("ce_gain", needs=["ce_after"])
+def ce_gain(losses: StepLosses, log_c: float) -> np.ndarray:
+    return (losses.ce_before - losses.ce_after) / log_c * GAIN_SCALE
+
+
+@register("dev_gain", needs=["probe_ce"])
+def dev_gain(losses: StepLosses, log_c: float) -> np.ndarray:
+    gain = (losses.probe_ce_before - losses.probe_ce_after) / log_c * GAIN_SCALE
+    return np.full_like(losses.ce_before, gain)

@@ -21,7 +21,7 @@ from agents.sb3 import SharedPairPolicy
 from agents.sb3_vec import BatchedVecEnv
 from kd_env import student_stacks
 from kd_env.batched_env import BatchedTeacherSelectionEnv
-from kd_env.rewards import REWARD_NAMES
+from kd_env.rewards import reward_names
 from kd_env.students import HeadStudent
 
 ENV_IDS = sorted(kd_env.ENV_IDS)
@@ -81,7 +81,7 @@ def compare_rollouts(env_id, kwargs, steps, keep_on_autoreset=False, batched_kwa
     return batched, singles, ends
 
 
-@pytest.mark.parametrize("reward", REWARD_NAMES)
+@pytest.mark.parametrize("reward", reward_names())
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_sub_envs_match_single_envs(env_id, reward, kwargs):
     _, _, ends = compare_rollouts(env_id, {**kwargs, "reward": reward, "terminal_bonus": 0.5}, steps=2 * EPISODE_STEPS + 2)
