@@ -76,3 +76,19 @@ def test_every_preset_runs_a_privileged_reference_for_its_headroom():
 
     for preset in PRESETS.values():
         assert "correct_teachers" in {entry.label for entry in preset.entries}, preset.name
+
+
+def test_regimes_are_reported_by_name_and_build_their_own_env(tmp_path):
+    """Two regimes of one task (different teacher subsets) are two rows, each run with its own teachers."""
+    regimes = {
+        "synthetic/two-teachers": {"task": "synthetic", "teachers": ["synthetic-teacher-0", "synthetic-teacher-1"]},
+        "synthetic/all-teachers": {"task": "synthetic"},
+    }
+    preset = Preset(name="tiny", tasks=tuple(regimes), seeds=(0,), epochs=1, common_env_kwargs=dict(TINY),
+                    entries=(GridEntry(label="avg_kd", agent="avg_kd"),), single_teachers=False, regimes=regimes)
+    results = tmp_path / "results.jsonl"
+    assert run_grid(preset, results, tmp_path / "runs") == 2
+    teachers = {r.task: r.teachers for r in read_records(results)}
+    assert teachers == {"synthetic/two-teachers": ["synthetic-teacher-0", "synthetic-teacher-1"],
+                        "synthetic/all-teachers": [f"synthetic-teacher-{k}" for k in range(4)]}
+    assert preset.task_env_kwargs("synthetic") == {"task": "synthetic"}
