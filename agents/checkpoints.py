@@ -39,8 +39,7 @@ def save_checkpoint(run_dir: Path, agent, env, wall_time_s: float) -> Path:
     root.mkdir(exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
     agent.save(staging / AGENT_DIR)
-    unwrapped = env.unwrapped
-    torch.save({"student": unwrapped.student.state_dict(), "optimizer": unwrapped.optimizer.state_dict()}, staging / STUDENT_FILE)
+    torch.save(env.unwrapped.student_state(), staging / STUDENT_FILE)
     (staging / PROGRESS_FILE).write_text(json.dumps({"env_steps": env.global_step, "wall_time_s": wall_time_s}))
     _fsync_tree(staging)
     # Names sort by env step, then by time: a second checkpoint at the same step is the newer one.
@@ -82,8 +81,7 @@ def load_student(run_dir: str | Path, env: gym.Env) -> None:
     ``weights_only=True``: a checkpoint is data, so a tampered file cannot run code when it is loaded.
     """
     state = _loading(latest_checkpoint(run_dir) / STUDENT_FILE, lambda path: torch.load(path, weights_only=True))
-    env.unwrapped.student.load_state_dict(state["student"])
-    env.unwrapped.optimizer.load_state_dict(state["optimizer"])
+    env.unwrapped.load_student_state(state)
 
 
 def load_agent(run_dir: str | Path, env: gym.Env):

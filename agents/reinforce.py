@@ -101,16 +101,13 @@ def leave_one_out_advantage(instance_rewards: np.ndarray) -> np.ndarray:
 
 
 def snapshot_student(env) -> dict:
-    unwrapped = env.unwrapped
-    return {"student": copy.deepcopy(unwrapped.student.state_dict()), "optimizer": copy.deepcopy(unwrapped.optimizer.state_dict())}
+    """A copy of the student and its optimizer that later steps leave unchanged."""
+    return copy.deepcopy(env.unwrapped.student_state())
 
 
 def restore_student(env, snapshot: dict) -> tuple[np.ndarray, dict]:
     """Put the student and its optimizer back to ``snapshot``; starts a new episode with that student."""
-    unwrapped = env.unwrapped
-    unwrapped.student.load_state_dict(snapshot["student"])
-    # Optimizers keep the loaded tensors themselves: copy, so the snapshot survives the next steps.
-    unwrapped.optimizer.load_state_dict(copy.deepcopy(snapshot["optimizer"]))
+    env.unwrapped.load_student_state(snapshot)
     return env.reset(options={"keep_student": True})
 
 

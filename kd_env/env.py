@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -281,6 +282,28 @@ class TeacherSelectionEnv(gym.Env):
             logits.append(self.student(inputs).float())
         self.student.train(was_training)
         return classification_metrics(torch.cat(logits), data.labels.to(self.device), self.num_classes)
+
+    def student_state(self) -> dict[str, dict]:
+        """The student's and its optimizer's state dicts, for checkpoints and snapshots.
+
+        The tensors are the live ones (as ``state_dict`` gives them): deep-copy the result to keep it
+        past the next step.
+        """
+        if self.student is None:
+            raise RuntimeError("call reset() before student_state(): there is no student yet")
+        return {"student": self.student.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_student_state(self, state: dict[str, dict]) -> None:
+        """Put a ``student_state()`` back: the student's weights and its optimizer's moments and step.
+
+        The optimizer state is copied, because optimizers keep the loaded tensors themselves: the caller's
+        ``state`` survives the next steps. The current episode goes on with the loaded student; call
+        ``reset(options={"keep_student": True})`` to start a new one with it.
+        """
+        if self.student is None:
+            raise RuntimeError("call reset() before load_student_state(): there is no student to load into")
+        self.student.load_state_dict(state["student"])
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
 
     def __getstate__(self):
         # The pending logits hold an autograd graph, which cannot be pickled; they are recomputed.

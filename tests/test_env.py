@@ -1,3 +1,4 @@
+import copy
 import json
 import multiprocessing
 import pickle
@@ -163,6 +164,23 @@ def test_keep_student_continues_training(small_env_kwargs):
     assert env.student is student and env.evaluate("dev") == trained
     env.reset(seed=0)
     assert env.student is not student
+
+
+def test_loaded_student_state_continues_identically(small_env_kwargs):
+    """``load_student_state(student_state())`` restores the student and its optimizer exactly, and the
+    caller's copy survives the steps that follow."""
+    env = make("kd_env/TeacherSelection-v0", **small_env_kwargs).unwrapped
+    env.reset(seed=0)
+    ones = np.ones(env.action_space.shape, dtype=np.int8)
+    env.step(ones)
+    saved = copy.deepcopy(env.student_state())
+
+    def two_steps():
+        env.load_student_state(saved)
+        env.reset(seed=1, options={"keep_student": True})
+        return [env.step(ones)[1] for _ in range(2)], env.evaluate("dev")
+
+    assert two_steps() == two_steps()
 
 
 def test_student_learns_something(small_env_kwargs):
