@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 import kd_env  # noqa: F401 - registers the env ids
 from agents.checkpoints import load_agent, load_student
 from agents.training import TrainConfig, make_env, train
-from experiments.results import EpisodeCurves, RunRecord, append_record, completed_keys, run_key
+from experiments.results import EpisodeCurves, RunRecord, append_record, completed_keys, failed_record, finished_record, run_key
 from experiments.selection import selection_profile
 
 log = logging.getLogger(__name__)
@@ -176,13 +176,8 @@ def run_one(task: str, entry: GridEntry, config: TrainConfig, record_config: dic
         selection = profile(config, Path(result.run_dir)) if entry.profile_selection else {}
     except Exception as error:  # noqa: BLE001 - a failed run is recorded and the grid goes on
         log.error("run %s failed:\n%s", entry.label, traceback.format_exc())
-        return RunRecord(**common, test_accuracy=None, test_macro_f1=None, dev_accuracy=None, env_steps=curves.steps,
-                         wall_time_s=0.0, status="failed", error=f"{type(error).__name__}: {error}")
-    return RunRecord(
-        **common, test_accuracy=result.test_accuracy, test_macro_f1=result.test_macro_f1,
-        dev_accuracy=result.dev_accuracy, env_steps=result.env_steps, wall_time_s=result.wall_time_s,
-        curves=curves.curves, selection=selection,
-    )
+        return failed_record(f"{type(error).__name__}: {error}", curves.steps, 0.0, **common)
+    return finished_record(result, curves, **common, selection=selection)
 
 
 def profile(config: TrainConfig, run_dir: Path) -> dict:

@@ -7,19 +7,20 @@ interrupted grid skips every key already present and loses nothing.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from kd_env.cache import json_sha256
+
 logger = logging.getLogger(__name__)
 
 
 def config_hash(config: dict) -> str:
     """A short, order-independent hash of a JSON-friendly config."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return json_sha256(config)[:12]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,23 @@ class RunRecord:
     @property
     def key(self) -> str:
         return run_key(self.agent, self.task, self.seed, self.config)
+
+
+def finished_record(result, curves: EpisodeCurves, **identity) -> RunRecord:
+    """The record of a run that ended: ``identity`` (agent, task, seed, student, teachers, config and
+    any extra fields) with the accuracies, steps and time of its ``TrainResult``, and its curves."""
+    return RunRecord(
+        **identity, test_accuracy=result.test_accuracy, test_macro_f1=result.test_macro_f1,
+        dev_accuracy=result.dev_accuracy, env_steps=result.env_steps, wall_time_s=result.wall_time_s, curves=curves.curves,
+    )
+
+
+def failed_record(error: str, env_steps: int, wall_time_s: float, **identity) -> RunRecord:
+    """The record of a run that raised: no accuracies, and the error kept for the report."""
+    return RunRecord(
+        **identity, test_accuracy=None, test_macro_f1=None, dev_accuracy=None, env_steps=env_steps,
+        wall_time_s=wall_time_s, status="failed", error=error,
+    )
 
 
 def run_key(agent: str, task: str, seed: int, config: dict) -> str:

@@ -20,7 +20,7 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from experiments.results import EpisodeCurves, RunRecord, append_record, completed_keys, run_key
+from experiments.results import EpisodeCurves, RunRecord, append_record, completed_keys, failed_record, finished_record, run_key
 
 logger = logging.getLogger(__name__)
 
@@ -96,12 +96,16 @@ def _grid_points(grid: dict[str, list]) -> list[dict]:
     return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
-def error_record(trial: Trial, error: str, wall_time_s: float = 0.0) -> RunRecord:
-    return RunRecord(
+def trial_identity(trial: Trial) -> dict:
+    """The fields that name a trial's record (the rest come from its outcome)."""
+    return dict(
         agent=trial.agent, task=trial.task, seed=trial.seed, student=trial.env_kwargs.get("student", "head"),
-        teachers=list(trial.env_kwargs.get("teachers") or []), test_accuracy=None, test_macro_f1=None,
-        dev_accuracy=None, env_steps=0, wall_time_s=wall_time_s, config=trial.config, status="failed", error=error,
+        teachers=list(trial.env_kwargs.get("teachers") or []), config=trial.config,
     )
+
+
+def error_record(trial: Trial, error: str, wall_time_s: float = 0.0) -> RunRecord:
+    return failed_record(error, 0, wall_time_s, **trial_identity(trial))
 
 
 def run_trial(trial: Trial, logdir: str) -> RunRecord:
@@ -119,12 +123,7 @@ def run_trial(trial: Trial, logdir: str) -> RunRecord:
     except Exception:  # noqa: BLE001 - a trial's failure, whatever it is, is recorded, not raised
         logger.exception("trial %s failed", trial.key)
         return error_record(trial, traceback.format_exc(limit=-6), time.perf_counter() - started)
-    return RunRecord(
-        agent=trial.agent, task=trial.task, seed=trial.seed, student=trial.env_kwargs.get("student", "head"),
-        teachers=list(trial.env_kwargs.get("teachers") or []), test_accuracy=result.test_accuracy,
-        test_macro_f1=result.test_macro_f1, dev_accuracy=result.dev_accuracy, env_steps=result.env_steps,
-        wall_time_s=result.wall_time_s, config=trial.config, curves=curves.curves,
-    )
+    return finished_record(result, curves, **trial_identity(trial))
 
 
 def tune_trainable(config: dict) -> None:

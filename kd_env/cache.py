@@ -35,9 +35,18 @@ logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 
 
+def json_sha256(value) -> str:
+    """The SHA-256 hex digest of a JSON-friendly value, with sorted keys so that key order does not matter.
+
+    The one definition of a content hash: cache keys, manifest checksums and run keys must agree
+    with what earlier versions wrote, so every caller hashes the same bytes.
+    """
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def content_key(description: dict) -> str:
     """A stable hash of a JSON-friendly description (key order does not matter)."""
-    return hashlib.sha256(json.dumps(description, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    return json_sha256(description)[:32]
 
 
 def _sha256(path: Path) -> str:
@@ -49,7 +58,7 @@ def _sha256(path: Path) -> str:
 
 
 def meta_checksum(meta: dict) -> str:
-    return hashlib.sha256(json.dumps(meta, sort_keys=True, default=str).encode()).hexdigest()
+    return json_sha256(meta)
 
 
 def file_manifest(folder: Path) -> dict[str, dict]:
