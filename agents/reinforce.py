@@ -125,7 +125,7 @@ class ReinforceAgent(Agent):
         if self.vectorised and config.pretrain_selector_steps:
             raise ValueError("pretrain_selector_steps (stage 2) restores a single student: use a single env, not a vector env")
         self.view = ObservationView(env)
-        self.logger = find_logger(env)
+        self.run_logger = find_logger(env)  # the run's TensorBoard writer, not a logging.Logger
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             self.policy = self._build_policy(self.view.shape[-1])
@@ -263,8 +263,8 @@ class ReinforceAgent(Agent):
             self._log("charts/baseline", self.baseline)
 
     def _log(self, tag: str, value: float) -> None:
-        if self.logger is not None:
-            self.logger.scalar(tag, value)
+        if self.run_logger is not None:
+            self.run_logger.scalar(tag, value)
 
     # -------------------------------------------------------------------------------- save/load
     def _save_state(self, path: Path) -> None:

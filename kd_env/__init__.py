@@ -8,7 +8,7 @@ have a ``vector_entry_point``: ``gym.make_vec(id, num_envs=N, vectorization_mode
 
 from gymnasium.envs.registration import register, registry
 
-from kd_env.distill import KDConfig, kd_loss, normalise_weights, weights_from_selection
+from kd_env.distill import KDConfig, kd_loss, normalise_weights
 from kd_env.env import TeacherSelectionEnv
 from kd_env.export import load_student
 
@@ -26,4 +26,4 @@ for _env_id, _kwargs in ENV_IDS.items():
             kwargs=_kwargs,
         )
 
-__all__ = ["ENV_IDS", "KDConfig", "TeacherSelectionEnv", "kd_loss", "load_student", "normalise_weights", "weights_from_selection"]
+__all__ = ["ENV_IDS", "KDConfig", "TeacherSelectionEnv", "kd_loss", "load_student", "normalise_weights"]

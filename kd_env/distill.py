@@ -87,18 +87,14 @@ class KDLoss:
     kd: torch.Tensor
 
 
-def weights_from_selection(selection: np.ndarray, empty: str = "hard_label") -> np.ndarray:
-    """Binary (B, K) selection -> (B, K) float32 weights averaging over the selected teachers.
+def normalise_weights(scores: np.ndarray, empty: str = "hard_label") -> np.ndarray:
+    """Non-negative (..., B, K) scores -> float32 weights summing to 1 per instance.
 
-    Rows with no teacher selected stay all-zero (``hard_label``: the instance learns from its label
+    A binary selection becomes weights averaging over the selected teachers. Rows with no teacher
+    (total below ``MIN_ROW_TOTAL``) stay all-zero (``hard_label``: the instance learns from its label
     only) or become uniform (``all_teachers``). Numpy in and out, like the actions it reads: on a
     32 x 4 batch numpy's per-call overhead is a fraction of torch's, and this runs every env step.
     """
-    return normalise_weights(np.asarray(selection, dtype=np.float32), empty)
-
-
-def normalise_weights(scores: np.ndarray, empty: str = "hard_label") -> np.ndarray:
-    """Non-negative (..., B, K) scores -> float32 weights summing to 1 per instance (all-zero rows: see ``empty``)."""
     if empty not in EMPTY_SELECTION_FALLBACKS:
         raise ValueError(f"unknown empty-selection fallback {empty!r}; expected one of {EMPTY_SELECTION_FALLBACKS}")
     scores = np.asarray(scores, dtype=np.float32)
@@ -131,7 +127,7 @@ def weights_from_action(action, action_mode: str, expected_shape: tuple[int, ...
         if not (values * (1.0 - values) == 0.0).all():
             bad = array[(array != 0) & (array != 1)][:5]
             raise ValueError(f"a MultiBinary action holds only 0 and 1; got values {bad.tolist()} (NaN or inf included)")
-        return weights_from_selection(values, empty)
+        return normalise_weights(values, empty)
     if not np.isfinite(values).all():
         raise ValueError("weights contain NaN or inf")
     if values.min() < 0 or values.max() > 1:

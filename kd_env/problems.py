@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from kd_env.data import DistillationData
 from kd_env.synthetic import build_synthetic_data
-from kd_env.tasks import BUNDLED_TASKS, GLUE_PREFIX, USER_FILE_PREFIXES, available_task_names
+from kd_env.tasks import BUNDLED_TASKS, GLUE_PREFIX, USER_FILE_PREFIXES, text_task_names
 from kd_env.text_problem import build_text_data
 
 
@@ -24,7 +24,8 @@ PREFIX_BUILDERS = {prefix: build_text_data for prefix in (GLUE_PREFIX, *USER_FIL
 
 
 def available_tasks() -> list[str]:
-    return ["synthetic", *available_task_names()]
+    """Every task name form the env accepts: ``synthetic`` and the text tasks."""
+    return ["synthetic", *text_task_names()]
 
 
 def build_distillation_data(

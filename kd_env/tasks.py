@@ -51,8 +51,8 @@ GLUE_TASKS = {
 }
 
 
-def available_task_names() -> list[str]:
-    """Every text-task name form, for error messages."""
+def text_task_names() -> list[str]:
+    """Every text-task name form (``problems.available_tasks`` adds ``synthetic``), for error messages."""
     return [*BUNDLED_TASKS, *(f"{GLUE_PREFIX}{name}" for name in GLUE_TASKS), *(f"{prefix}PATH" for prefix in USER_FILE_PREFIXES)]
 
 
@@ -156,7 +156,7 @@ def load_task(name: str, config: TaskConfig | None = None) -> TextTask:
         fmt, path = name.split(":", 1)
         splits, class_names = _load_user_files(fmt, Path(path), config)
     else:
-        raise ValueError(f"unknown task {name!r}; available: {available_task_names()}")
+        raise ValueError(f"unknown task {name!r}; available: {text_task_names()}")
     caps = {**DEFAULT_CAPS.get(name, {}), **{k: getattr(config, k) for k in ("max_train", "max_dev", "max_test") if getattr(config, k)}}
     rng = np.random.default_rng(config.seed + 1)
     for split, key in zip(SPLITS, ("max_train", "max_dev", "max_test")):

@@ -32,7 +32,7 @@ import torch
 import kd_env  # noqa: F401  (registers the ids)
 from agents.sb3 import SharedPairPolicy
 from agents.sb3_vec import BatchedVecEnv
-from kd_env.distill import kd_loss, weights_from_selection
+from kd_env.distill import kd_loss, normalise_weights
 
 ENV_ID = "kd_env/TeacherSelection-v0"
 
@@ -110,7 +110,7 @@ def measure_speed(args) -> dict[str, dict[int, tuple[float, float]]]:
         bare_envs[n].reset(seed=0)
         vector_envs[n].action_space.seed(0)
         actions[n] = [vector_envs[n].action_space.sample() for _ in range(16)]
-        weights[n] = [torch.from_numpy(weights_from_selection(a.reshape(n * b, k))) for a in actions[n]]
+        weights[n] = [torch.from_numpy(normalise_weights(a.reshape(n * b, k))) for a in actions[n]]
     rates: dict[str, dict[int, list[tuple[float, float]]]] = {"env": {n: [] for n in args.num_envs}, "bare": {n: [] for n in args.num_envs}}
     rates["single"] = {1: []}
     for round_index in range(args.rounds + 1):  # round 0 warms up and is dropped

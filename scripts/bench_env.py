@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 import kd_env
-from kd_env.distill import kd_loss, weights_from_selection
+from kd_env.distill import kd_loss, normalise_weights
 
 
 def time_env_steps(env, actions: list[np.ndarray], steps: int) -> float:
@@ -46,7 +46,7 @@ def time_bare_steps(env, actions: list[np.ndarray], steps: int, interleave: bool
     """
     student, optimizer, episode = env.student, env.optimizer, env._episode
     b, k = env.batch_size, env.num_teachers
-    weights = [torch.from_numpy(weights_from_selection(a.reshape(b, k))) for a in actions]
+    weights = [torch.from_numpy(normalise_weights(a.reshape(b, k))) for a in actions]
     elapsed = 0.0
     for i in range(steps):
         row = i % env.episode_steps

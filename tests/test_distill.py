@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from kd_env.distill import KDConfig, kd_loss, normalise_weights, weights_from_selection
+from kd_env.distill import KDConfig, kd_loss, normalise_weights
 
 
-def test_weights_from_selection_averages_and_falls_back():
+def test_selection_weights_average_and_fall_back():
     selection = np.array([[1, 0, 1], [0, 0, 0], [0, 1, 0]])
-    hard = weights_from_selection(selection, "hard_label")
+    hard = normalise_weights(selection, "hard_label")
     assert hard.dtype == np.float32
     np.testing.assert_allclose(hard, [[0.5, 0.0, 0.5], [0.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    every = weights_from_selection(selection, "all_teachers")
+    every = normalise_weights(selection, "all_teachers")
     np.testing.assert_allclose(every[1], np.full(3, 1 / 3), rtol=1e-6)
     np.testing.assert_allclose(every[[0, 2]], hard[[0, 2]])
     np.testing.assert_array_equal(selection, [[1, 0, 1], [0, 0, 0], [0, 1, 0]])  # the action is not changed
