@@ -10,6 +10,8 @@ from stable_baselines3 import A2C, PPO
 
 import kd_env  # noqa: F401
 
+pytestmark = pytest.mark.integration  # trains each zoo algorithm
+
 ROOT = Path(__file__).resolve().parents[1]
 NON_ALGO_KEYS = {"n_timesteps", "policy", "env_kwargs", "env_wrapper", "policy_kwargs"}
 

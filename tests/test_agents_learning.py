@@ -16,6 +16,8 @@ import pytest
 import agents
 from agents.wrappers import ContinuingStudent
 
+pytestmark = pytest.mark.integration  # trains every learned selector for 32 epochs
+
 ENV_KWARGS = {"task": "synthetic", "task_options": {"num_dev": 64, "num_test": 1024}, "reward": "ce_gain",
               "empty_selection": "all_teachers", "temperature": 1.0}
 STEPS = 1024  # 32 epochs of the 1,024-instance training split, batch 32

@@ -16,6 +16,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from agents.checkpoints import CheckpointError, latest_checkpoint
 from agents.training import Terminated, TrainConfig, resume, train
 
+pytestmark = pytest.mark.integration  # training runs, signals and spawned processes
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

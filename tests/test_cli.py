@@ -74,6 +74,7 @@ def test_ad_hoc_grid_from_flags_and_file(tmp_path):
         GridSpec.from_file(tmp_path / "grid.json")
 
 
+@pytest.mark.integration
 def test_compare_runs_an_ad_hoc_grid(tmp_path):
     out = tmp_path / "out"
     result = runner.invoke(app, ["compare", "--task", "synthetic", "--agents", "no_kd,avg_kd", "--seeds", "0", "--epochs", "1",
@@ -127,12 +128,14 @@ def test_distill_refuses_a_non_empty_out(tmp_path, no_compute):
     assert (out / "keep.txt").read_text() == "mine"
 
 
+@pytest.mark.integration
 def test_bench_reports_env_steps_per_second():
     result = runner.invoke(app, ["bench", "--steps", "5", "--task", "synthetic", *SMALL])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["steps"] == 5
 
 
+@pytest.mark.integration
 def test_old_entry_points_still_run():
     """The README's main command goes through scripts/compare.py."""
     root = Path(__file__).resolve().parents[1]

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from experiments.compare import GridEntry, Preset, run_grid
 from experiments.report import summarise
 from experiments.results import read_records
@@ -14,6 +16,7 @@ def tiny_preset(entries, seeds=(0, 1)):
                   entries=tuple(entries), single_teachers=False)
 
 
+@pytest.mark.integration
 def test_grid_records_every_run_resumes_and_keeps_failures(tmp_path):
     results = tmp_path / "results.jsonl"
     entries = [
@@ -43,6 +46,7 @@ def test_grid_records_every_run_resumes_and_keeps_failures(tmp_path):
     assert rows["avg_kd"].test_accuracy.n == 2 and rows["broken"].failed_runs == 4
 
 
+@pytest.mark.integration
 def test_parallel_workers_record_the_same_runs_as_one_process(tmp_path):
     entries = [GridEntry(label="avg_kd", agent="avg_kd"), GridEntry(label="random", agent="random")]
     serial, parallel = tmp_path / "serial.jsonl", tmp_path / "parallel.jsonl"
@@ -78,6 +82,7 @@ def test_every_preset_runs_a_privileged_reference_for_its_headroom():
         assert "correct_teachers" in {entry.label for entry in preset.entries}, preset.name
 
 
+@pytest.mark.integration
 def test_regimes_are_reported_by_name_and_build_their_own_env(tmp_path):
     """Two regimes of one task (different teacher subsets) are two rows, each run with its own teachers."""
     regimes = {

@@ -12,6 +12,8 @@ import kd_env
 from kd_cli.app import app
 
 runner = CliRunner()
+pytestmark = pytest.mark.integration  # end to end: fine-tunes teachers and distils students
+
 CLASSES = {"neg", "neu", "pos"}
 
 

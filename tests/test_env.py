@@ -44,6 +44,7 @@ def test_sb3_env_checker(env_id, small_env_kwargs):
     assert unexpected == []
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("algo", [PPO, A2C])
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_sb3_algorithms_run_unchanged(algo, env_id, small_env_kwargs):
@@ -55,17 +56,23 @@ def test_sb3_algorithms_run_unchanged(algo, env_id, small_env_kwargs):
 
 
 def rollout(env_id, kwargs, seed, steps):
+    """Observations, rewards and infos (flattened to one list of arrays) of a seeded rollout."""
     env = make(env_id, **kwargs)
-    obs, _ = env.reset(seed=seed)
+    obs, info = env.reset(seed=seed)
     env.action_space.seed(seed)
-    trace = [obs]
+    trace = [obs, *info_arrays(info)]
     for _ in range(steps):
         obs, reward, terminated, _, info = env.step(env.action_space.sample())
-        trace += [obs, np.array([reward]), info["instance_rewards"]]
+        trace += [obs, np.array([reward]), *info_arrays(info)]
         if terminated:
-            obs, _ = env.reset()
-            trace.append(obs)
+            obs, info = env.reset()
+            trace += [obs, *info_arrays(info)]
     return trace
+
+
+def info_arrays(info):
+    """An info dict as arrays: its keys (so a missing or extra key shows) and each value."""
+    return [np.array(sorted(info)), *(np.asarray(info[key]) for key in sorted(info))]
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
@@ -73,6 +80,7 @@ def test_same_seed_same_rollout(env_id, small_env_kwargs):
     first = rollout(env_id, small_env_kwargs, seed=3, steps=40)
     second = rollout(env_id, small_env_kwargs, seed=3, steps=40)
     other = rollout(env_id, small_env_kwargs, seed=4, steps=40)
+    assert len(first) == len(second)
     assert all(np.array_equal(a, b) for a, b in zip(first, second))
     assert not all(np.array_equal(a, b) for a, b in zip(first, other))
 
@@ -96,6 +104,7 @@ def _make_in_fresh_process(queue):
     queue.put(obs.shape)
 
 
+@pytest.mark.integration
 def test_make_with_module_prefix_in_spawned_process():
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
@@ -137,18 +146,27 @@ def test_observation_layout_and_info(small_env_kwargs):
 
 
 def test_episode_end_reports_dev_metrics_and_terminal_bonus(small_env_kwargs):
-    kwargs = dict(small_env_kwargs, episode_steps=3, terminal_bonus=2.0)
-    env = make("kd_env/TeacherSelection-v0", **kwargs).unwrapped
-    env.reset(seed=0)
-    ones = np.ones(env.action_space.shape, dtype=np.int8)
-    for step in range(3):
-        _, reward, terminated, truncated, info = env.step(ones)
-        assert terminated == (step == 2) and not truncated
-    assert {"dev_accuracy", "dev_macro_f1", "dev_ce"} <= set(info)
+    """The bonus is terminal_bonus * dev accuracy on the last step's rewards, and nothing else changes."""
+
+    def episode(terminal_bonus):
+        env = make("kd_env/TeacherSelection-v0", **small_env_kwargs, episode_steps=3, terminal_bonus=terminal_bonus).unwrapped
+        env.reset(seed=0)
+        ones = np.ones(env.action_space.shape, dtype=np.int8)
+        steps = [env.step(ones) for _ in range(3)]
+        with pytest.raises(RuntimeError, match="reset"):
+            env.step(ones)
+        return steps
+
+    with_bonus, without = episode(2.0), episode(0.0)
+    assert [s[2:4] for s in with_bonus] == [(False, False), (False, False), (True, False)]
+    for (_, reward, _, _, info), (_, reward_0, _, _, info_0) in zip(with_bonus[:2], without[:2]):
+        assert reward == reward_0 and np.array_equal(info["instance_rewards"], info_0["instance_rewards"])
+    (_, reward, _, _, info), (_, reward_0, _, _, info_0) = with_bonus[2], without[2]
+    assert {"dev_accuracy", "dev_macro_f1", "dev_ce"} <= set(info) and info["dev_accuracy"] == info_0["dev_accuracy"]
+    bonus = 2.0 * info["dev_accuracy"]
+    np.testing.assert_allclose(info["instance_rewards"], info_0["instance_rewards"] + bonus, rtol=1e-6)
+    assert reward == pytest.approx(reward_0 + bonus, abs=1e-6)
     assert reward == pytest.approx(float(np.mean(info["instance_rewards"])), rel=1e-5)
-    assert np.all(info["instance_rewards"] >= 2.0 * info["dev_accuracy"] - 1.5)
-    with pytest.raises(RuntimeError, match="reset"):
-        env.step(ones)
 
 
 def test_keep_student_continues_training(small_env_kwargs):

@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_every_fault_case_ends_as_expected(capsys):
     spec = importlib.util.spec_from_file_location("fault_check", ROOT / "scripts" / "fault_check.py")
     script = importlib.util.module_from_spec(spec)

@@ -93,6 +93,7 @@ def test_weighting_env_gives_box_actions_per_instance(small_env_kwargs):
     assert rewards.shape == (vec.num_envs,)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", ["ppo_instance", "a2c_instance"])
 def test_instance_agents_train_on_env_steps_and_act_on_whole_batches(name, small_env_kwargs):
     env = ContinuingStudent(gym.make("kd_env/TeacherSelection-v0", **small_env_kwargs))
@@ -110,6 +111,7 @@ def test_instance_agents_train_on_env_steps_and_act_on_whole_batches(name, small
     assert action.shape == (b * k,) and env.action_space.contains(action.astype(np.int8))
 
 
+@pytest.mark.integration
 def test_instance_agent_logs_sb3_tags_at_env_steps(small_env_kwargs, tmp_path):
     result = train(TrainConfig(agent="ppo_instance", total_steps=32, env_kwargs=small_env_kwargs, logdir=str(tmp_path),
                                progress_bar=False, agent_kwargs={"algo_kwargs": {"n_steps": 16, "batch_size": 64}}))
@@ -118,6 +120,7 @@ def test_instance_agent_logs_sb3_tags_at_env_steps(small_env_kwargs, tmp_path):
     assert scalar_steps(result.run_dir, "rollout/ep_rew_mean") == [16, 32]
 
 
+@pytest.mark.integration
 def test_instance_ppo_weights_teachers_with_an_mlp_policy(small_env_kwargs):
     env = ContinuingStudent(gym.make("kd_env/TeacherWeighting-v0", **small_env_kwargs))
     agent = agents.make("ppo_instance", env, policy="mlp", algo_kwargs={"n_steps": 4, "batch_size": 64})
@@ -126,6 +129,7 @@ def test_instance_ppo_weights_teachers_with_an_mlp_policy(small_env_kwargs):
     assert env.action_space.contains(agent.predict(obs).astype(np.float32))
 
 
+@pytest.mark.integration
 def test_instance_agent_runs_are_reproducible_from_the_seed(small_env_kwargs):
     def trained_policy(seed):
         env = ContinuingStudent(gym.make("kd_env/TeacherSelection-v0", **small_env_kwargs))

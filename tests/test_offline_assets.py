@@ -9,7 +9,8 @@ import kd_env  # noqa: F401 - registers the env ids
 from kd_env.assets import _MINILM_L3_ONNX, package_file
 from kd_env.text_models import load_encoder, load_tokenizer
 
-pytestmark = pytest.mark.slow
+# Integration too, so that `-m "not integration"` (which replaces the default `-m "not slow"`) leaves them out.
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def test_minilm_l3_rebuilt_from_onnx_matches_the_onnx_graph():

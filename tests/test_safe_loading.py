@@ -38,6 +38,7 @@ def test_tampered_agent_state_does_not_run_code(name, small_env_kwargs, tmp_path
     assert not marker.exists()
 
 
+@pytest.mark.integration
 def test_tampered_student_checkpoint_does_not_run_code(small_env_kwargs, tmp_path):
     result = train(TrainConfig(agent="avg_kd", total_steps=4, env_kwargs=small_env_kwargs, logdir=str(tmp_path / "runs"),
                                progress_bar=False))

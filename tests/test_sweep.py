@@ -1,4 +1,4 @@
-"""Ray Tune sweeps: a 2-trial sweep on a local Ray instance, failed trials, and resuming."""
+"""Ray Tune sweeps: planning (no Ray needed), a 2-trial sweep on a local Ray instance, failed trials, and resuming."""
 
 from __future__ import annotations
 
@@ -9,14 +9,13 @@ import pytest
 from experiments.results import read_records
 from experiments.sweep import SweepSpec, Trial, _record_writer, plan_trials, run_sweep
 
-ray = pytest.importorskip("ray")
-
 ENV_KWARGS = {"task": "synthetic", "task_options": {"num_train": 256, "num_dev": 64, "num_test": 128}, "batch_size": 16}
 
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """One small local Ray instance for the module (its start-up is the slow part)."""
+    """One small local Ray instance for the module (its start-up is the slow part); skips without Ray."""
+    ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
@@ -44,6 +43,7 @@ def test_unknown_agent_fails_before_ray_starts(tmp_path):
         run_sweep(spec, tmp_path / "results.jsonl")
 
 
+@pytest.mark.integration
 def test_two_trial_sweep_records_accuracies_and_resumes(tmp_path, local_ray):
     results = tmp_path / "results.jsonl"
     spec = SweepSpec(agents=("avg_kd", "random"), seeds=(0,), total_steps=20, env_kwargs=ENV_KWARGS)
@@ -63,6 +63,7 @@ def test_two_trial_sweep_records_accuracies_and_resumes(tmp_path, local_ray):
     assert len(read_records(results)) == 2
 
 
+@pytest.mark.integration
 def test_failed_trial_is_recorded_and_retried_alone(tmp_path, local_ray):
     results = tmp_path / "results.jsonl"
     # batch_size 10**6 exceeds the 256-instance training split: that trial's env raises.
@@ -80,6 +81,7 @@ def test_failed_trial_is_recorded_and_retried_alone(tmp_path, local_ray):
 
 def test_dead_worker_is_recorded_as_an_error(tmp_path):
     """A trial whose worker died reports nothing; the callback still writes an error record."""
+    pytest.importorskip("ray.tune")
     trial = Trial("avg_kd", 3, 10, "kd_env/TeacherSelection-v0", ENV_KWARGS, {})
     writer = _record_writer(tmp_path / "results.jsonl")
     dead = SimpleNamespace(config={"trial": vars(trial)}, error_file="/tmp/error.txt")

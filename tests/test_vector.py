@@ -57,7 +57,7 @@ def assert_same_step(expected: dict, got: dict, where: str) -> None:
         np.testing.assert_allclose(got[key], value, rtol=1e-6, atol=1e-7, err_msg=f"{where}: {key}")
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("mode", ["sync", pytest.param("async", marks=pytest.mark.integration)])  # async spawns processes
 @pytest.mark.parametrize("env_id", sorted(ENV_IDS))
 def test_gymnasium_vector_env_matches_single_envs(mode, env_id, small_env_kwargs):
     kwargs = env_kwargs(small_env_kwargs)
@@ -81,6 +81,7 @@ def test_gymnasium_vector_env_matches_single_envs(mode, env_id, small_env_kwargs
     assert sum("dev_accuracy" in step for step in expected[0]) == 2
 
 
+@pytest.mark.integration
 def test_sb3_subproc_vec_env_matches_single_envs(small_env_kwargs):
     env_id = "kd_env/TeacherSelection-v0"
     kwargs = env_kwargs(small_env_kwargs)
