@@ -70,7 +70,8 @@ class TeacherSelectionEnv(gym.Env):
 
     ## Rewards
     The mean over the batch of the per-instance rewards named by ``reward`` (``kd_env.rewards``:
-    ``student_ce``, ``student_loss``, ``ce_gain``, ``dev_gain``), scaled by 1 / log C. On the last step
+    ``student_ce``, ``student_loss``, ``ce_gain``, ``dev_gain``, or one added with
+    ``kd_env.rewards.register``), scaled by 1 / log C. On the last step
     ``terminal_bonus * dev_accuracy`` is added. The per-instance rewards are in ``info``.
 
     ## Starting State
@@ -91,14 +92,34 @@ class TeacherSelectionEnv(gym.Env):
     observation's batch; at the episode end ``dev_accuracy``, ``dev_macro_f1``, ``dev_ce``.
 
     ## Arguments
-    ``task`` (default ``twitter-sentiment``: real tweets, three fine-tuned teachers, prepared and cached
-    on first use; ``synthetic``, ``bbc-news``, ``glue:NAME``, ``csv:PATH``, ``json:PATH``: see
-    ``kd_env.tasks``), ``teachers`` (names or spec dicts, or a pool name of ``kd_env.pools``; None = the task's defaults), ``task_options``,
-    ``student`` (``head``, ``transformer`` or ``bow``), ``student_options``, ``action_mode``, ``batch_size``, ``episode_steps``, ``alpha``,
-    ``temperature``, ``tau_squared``, ``aggregation``, ``empty_selection``, ``reward``,
-    ``terminal_bonus``, ``features`` (group names; None = all), ``semantic_dim``, ``learning_rate`` (None: the student's default),
-    ``weight_decay``, ``probe_size`` (dev instances for ``dev_gain``), ``device``. All are JSON-friendly,
-    so ``env.spec.to_json()`` round-trips.
+    All are JSON-friendly, so ``env.spec.to_json()`` round-trips.
+
+    * ``task``: ``twitter-sentiment`` (default: real tweets, three fine-tuned teachers, prepared and
+      cached on first use), ``synthetic``, ``bbc-news``, ``glue:NAME``, ``csv:PATH`` or ``json:PATH``
+      (see ``kd_env.tasks``).
+    * ``teachers``: teacher names or spec dicts, or a pool name of ``kd_env.pools``; None = the task's.
+    * ``task_options``: options of the task (sizes, seed, columns...).
+    * ``student``: ``head``, ``transformer`` or ``bow``; ``student_options``: its options.
+    * ``action_mode``: ``select`` or ``weights`` (set by the env id).
+    * ``batch_size``: B, instances per step; ``episode_steps``: steps per episode (None = one pass).
+    * ``alpha``, ``temperature``, ``tau_squared``, ``aggregation``: the KD loss (``kd_env.distill``).
+    * ``empty_selection``: ``hard_label`` or ``all_teachers``, for an instance with no teacher.
+    * ``reward``: a name registered in ``kd_env.rewards``; ``terminal_bonus``: weight of the final
+      dev accuracy; ``probe_size``: dev instances for probe-set rewards (``dev_gain``).
+    * ``features``: feature group names (None = all); ``semantic_dim``: size of the semantic vector.
+    * ``learning_rate`` (None = the student's default), ``weight_decay``: the student's AdamW.
+    * ``device``: where the student trains (``cpu``, ``cuda``, ``auto``).
+
+    ## Examples
+    >>> import gymnasium as gym
+    >>> import numpy as np
+    >>> env = gym.make("kd_env/TeacherSelection-v0", task="synthetic", batch_size=8)
+    >>> obs, info = env.reset(seed=0)
+    >>> obs.shape, env.unwrapped.obs_shape
+    ((832,), (8, 4, 26))
+    >>> obs, reward, terminated, truncated, info = env.step(np.ones(env.action_space.shape, dtype=np.int8))
+    >>> info["instance_rewards"].shape, terminated, truncated
+    ((8,), False, False)
 
     ## Version History
     * v0: initial version.

@@ -104,11 +104,6 @@ def validate_reward(name: str) -> str:
     return get_reward(name).name
 
 
-def needs_probe(name: str) -> bool:
-    """Whether the reward needs the probe-set CE before and after each step (else the batch's)."""
-    return get_reward(name).needs_probe
-
-
 def instance_rewards(name: str, losses: StepLosses, num_classes: int) -> np.ndarray:
     """(B,) rewards for the named reward; see the module table."""
     return get_reward(name).fn(losses, math.log(num_classes))

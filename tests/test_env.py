@@ -1,4 +1,5 @@
 import copy
+import doctest
 import json
 import multiprocessing
 import pickle
@@ -83,6 +84,13 @@ def test_same_seed_same_rollout(env_id, small_env_kwargs):
     assert len(first) == len(second)
     assert all(np.array_equal(a, b) for a, b in zip(first, second))
     assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+
+
+def test_env_docstring_examples_run():
+    """The env docstring's ``Examples`` block is a doctest, so it cannot drift from the env."""
+    (test,) = doctest.DocTestFinder(recurse=False).find(kd_env.TeacherSelectionEnv, globs={})
+    result = doctest.DocTestRunner().run(test)
+    assert result.attempted > 0 and result.failed == 0
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
