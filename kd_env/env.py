@@ -17,11 +17,11 @@ from kd_env.devices import resolve_device
 from kd_env.distill import KDConfig, kd_loss, weights_from_action
 from kd_env.episode import EpisodeBatches, episode_order
 from kd_env.features import (
-    FEATURE_GROUPS,
     FeatureLayout,
     SemanticProjection,
     StaticFeatureChunks,
     dynamic_features,
+    feature_groups,
     log_softmax,
     validate_groups,
 )
@@ -160,7 +160,7 @@ class TeacherSelectionEnv(gym.Env):
             episode_steps=episode_steps, learning_rate=learning_rate, weight_decay=weight_decay, probe_size=probe_size,
             probe_needed=self.reward.needs_probe, terminal_bonus=terminal_bonus, semantic_dim=semantic_dim,
         )
-        groups = validate_groups(list(FEATURE_GROUPS) if features is None else features)
+        groups = validate_groups(list(feature_groups()) if features is None else features)
         validate_student_options(student, student_options)
         self.device = resolve_device(device)
         self.data = build_distillation_data(task, teachers, task_options, student, student_options, min_train_size=batch_size)

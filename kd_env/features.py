@@ -1,7 +1,8 @@
 """Per-(instance, teacher) observation features: bounded, float32, with a name for every index.
 
 The feature vector of (instance j, teacher k) is the concatenation of the chosen groups, always in the
-order of ``FEATURE_GROUPS``. Static groups depend only on the data and the teachers and are computed
+order of ``FEATURE_GROUPS``: registration order, static groups first. A new group is one function
+decorated with ``register(name, dynamic=..., names=...)``. Static groups depend only on the data and the teachers and are computed
 once per split; dynamic groups depend on the student and are computed each step.
 
 | group               | width | range   | meaning                                                       |
@@ -25,15 +26,12 @@ per-call overhead of numpy is a fraction of torch's, and this runs every step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
-
-STATIC_GROUPS = ("teacher_probs", "teacher_ce", "teacher_entropy", "teacher_correct", "teacher_id", "semantic")
-DYNAMIC_GROUPS = ("student_probs", "student_ce", "kl_teacher_student", "progress")
-FEATURE_GROUPS = STATIC_GROUPS + DYNAMIC_GROUPS
-
 
 def squash(values: np.ndarray) -> np.ndarray:
     """Map [0, inf) to [0, 1) monotonically."""
@@ -44,6 +42,141 @@ def squash(values: np.ndarray) -> np.ndarray:
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+
+# ------------------------------------------------------------------------------ the group registry
+@dataclass(frozen=True)
+class FeatureGroup:
+    """A registered feature group: ``compute(inputs)`` gives its (B, K, width) values (broadcastable),
+    from ``StaticInputs`` for a static group or ``DynamicInputs`` for a dynamic one; ``names(layout)``
+    names its feature indices (one index named after the group when ``None``)."""
+
+    name: str
+    dynamic: bool
+    compute: Callable[[Any], np.ndarray]
+    names: Callable[["FeatureLayout"], list[str]] | None = None
+
+
+GROUPS: dict[str, FeatureGroup] = {}
+STATIC_GROUPS: tuple[str, ...] = ()
+DYNAMIC_GROUPS: tuple[str, ...] = ()
+FEATURE_GROUPS: tuple[str, ...] = ()
+
+
+def register(name: str, *, dynamic: bool = False, names: Callable[["FeatureLayout"], list[str]] | None = None):
+    """Decorator: register ``compute(inputs) -> (B, K, width) array`` as feature group ``name``.
+
+    Groups keep their registration order, static groups before dynamic ones, in ``FEATURE_GROUPS``.
+    """
+
+    def decorate(compute: Callable[[Any], np.ndarray]) -> Callable[[Any], np.ndarray]:
+        global STATIC_GROUPS, DYNAMIC_GROUPS, FEATURE_GROUPS
+        if name in GROUPS:
+            raise ValueError(f"feature group {name!r} is already registered")
+        GROUPS[name] = FeatureGroup(name, dynamic, compute, names)
+        STATIC_GROUPS = tuple(g for g, group in GROUPS.items() if not group.dynamic)
+        DYNAMIC_GROUPS = tuple(g for g, group in GROUPS.items() if group.dynamic)
+        FEATURE_GROUPS = STATIC_GROUPS + DYNAMIC_GROUPS
+        return compute
+
+    return decorate
+
+
+def feature_groups() -> tuple[str, ...]:
+    """Every registered group, in canonical order (the env's default ``features``)."""
+    return FEATURE_GROUPS
+
+
+@dataclass
+class StaticInputs:
+    """What a static group is computed from: one batch's (B, K, C) teacher log-probs and their exp,
+    the (B,) gold labels and the (B, D) semantic vectors."""
+
+    teacher_log_probs: np.ndarray
+    teacher_probs: np.ndarray
+    labels: np.ndarray
+    semantic: np.ndarray
+
+
+@dataclass
+class DynamicInputs:
+    """What a dynamic group is computed from: the static inputs' teacher log-probs and labels, the
+    student's (B, C) log-probs and the episode's progress; ``teacher_probs`` is made on first use
+    unless the caller has it."""
+
+    teacher_log_probs: np.ndarray
+    student_log_probs: np.ndarray
+    labels: np.ndarray
+    progress: float
+    given_teacher_probs: np.ndarray | None = None
+
+    @cached_property
+    def teacher_probs(self) -> np.ndarray:
+        if self.given_teacher_probs is not None:
+            return self.given_teacher_probs
+        return np.exp(self.teacher_log_probs)
+
+
+def _class_names(group: str) -> Callable[["FeatureLayout"], list[str]]:
+    return lambda layout: [f"{group}[{c}]" for c in layout.class_names]
+
+
+@register("teacher_probs", names=_class_names("teacher_probs"))
+def _teacher_probs(x: StaticInputs) -> np.ndarray:
+    return x.teacher_probs
+
+
+@register("teacher_ce")
+def _teacher_ce(x: StaticInputs) -> np.ndarray:
+    b, k, _ = x.teacher_log_probs.shape
+    return squash(-np.take_along_axis(x.teacher_log_probs, x.labels.reshape(b, 1, 1).repeat(k, axis=1), axis=2))
+
+
+@register("teacher_entropy")
+def _teacher_entropy(x: StaticInputs) -> np.ndarray:
+    c = x.teacher_log_probs.shape[2]
+    return np.clip(-(x.teacher_probs * x.teacher_log_probs).sum(axis=-1, keepdims=True) / np.log(c), 0.0, 1.0)
+
+
+@register("teacher_correct")
+def _teacher_correct(x: StaticInputs) -> np.ndarray:
+    b = x.teacher_log_probs.shape[0]
+    return (x.teacher_log_probs.argmax(axis=-1) == x.labels.reshape(b, 1))[..., None]
+
+
+@register("teacher_id", names=lambda layout: [f"teacher_id[{t}]" for t in layout.teacher_names])
+def _teacher_id(x: StaticInputs) -> np.ndarray:
+    b, k, _ = x.teacher_log_probs.shape
+    return np.broadcast_to(np.eye(k), (b, k, k))
+
+
+@register("semantic", names=lambda layout: [f"semantic[{i}]" for i in range(layout.semantic_dim)])
+def _semantic(x: StaticInputs) -> np.ndarray:
+    b, k, _ = x.teacher_log_probs.shape
+    return np.broadcast_to(x.semantic[:, None, :], (b, k, x.semantic.shape[1]))
+
+
+@register("student_probs", dynamic=True, names=_class_names("student_probs"))
+def _student_probs(x: DynamicInputs) -> np.ndarray:
+    return np.exp(x.student_log_probs)[:, None, :]
+
+
+@register("student_ce", dynamic=True)
+def _student_ce(x: DynamicInputs) -> np.ndarray:
+    b = x.student_log_probs.shape[0]
+    return squash(-x.student_log_probs[np.arange(b), x.labels])[:, None, None]
+
+
+@register("kl_teacher_student", dynamic=True)
+def _kl_teacher_student(x: DynamicInputs) -> np.ndarray:
+    kl = (x.teacher_probs * (x.teacher_log_probs - x.student_log_probs[:, None, :])).sum(axis=-1)
+    return squash(kl)[..., None]
+
+
+@register("progress", dynamic=True)
+def _progress(x: DynamicInputs) -> float:
+    return min(max(x.progress, 0.0), 1.0)
 
 
 def validate_groups(groups: tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -66,13 +199,8 @@ class FeatureLayout:
     semantic_dim: int
 
     def group_names(self, group: str) -> list[str]:
-        if group in ("teacher_probs", "student_probs"):
-            return [f"{group}[{c}]" for c in self.class_names]
-        if group == "teacher_id":
-            return [f"teacher_id[{t}]" for t in self.teacher_names]
-        if group == "semantic":
-            return [f"semantic[{i}]" for i in range(self.semantic_dim)]
-        return [group]
+        names = GROUPS[group].names
+        return [group] if names is None else names(self)
 
     @property
     def names(self) -> list[str]:
@@ -136,22 +264,9 @@ def static_features(
     Computed per batch from the teachers' log-probabilities, so that no full-split copy of anything
     derived from teacher outputs lives in each env process (the outputs themselves are shared).
     """
-    b, k, c = teacher_log_probs.shape
-    probs = np.exp(teacher_log_probs)
-    parts = []
-    for group in layout.static_groups:
-        if group == "teacher_probs":
-            parts.append(probs)
-        elif group == "teacher_ce":
-            parts.append(squash(-np.take_along_axis(teacher_log_probs, labels.reshape(b, 1, 1).repeat(k, axis=1), axis=2)))
-        elif group == "teacher_entropy":
-            parts.append(np.clip(-(probs * teacher_log_probs).sum(axis=-1, keepdims=True) / np.log(c), 0.0, 1.0))
-        elif group == "teacher_correct":
-            parts.append((teacher_log_probs.argmax(axis=-1) == labels.reshape(b, 1))[..., None])
-        elif group == "teacher_id":
-            parts.append(np.broadcast_to(np.eye(k), (b, k, k)))
-        elif group == "semantic":
-            parts.append(np.broadcast_to(semantic[:, None, :], (b, k, semantic.shape[1])))
+    b, k, _ = teacher_log_probs.shape
+    inputs = StaticInputs(teacher_log_probs, np.exp(teacher_log_probs), labels, semantic)
+    parts = [GROUPS[group].compute(inputs) for group in layout.static_groups]
     if not parts:
         return np.zeros((b, k, 0), dtype=np.float32)
     return np.concatenate(parts, axis=-1, dtype=np.float32)
@@ -175,19 +290,10 @@ def dynamic_features(
     b, k, _ = teacher_log_probs.shape
     if out is None:
         out = np.empty((b, k, sum(layout.dynamic_widths)), dtype=np.float32)
+    inputs = DynamicInputs(teacher_log_probs, student_log_probs, labels, progress, teacher_probs)
     start = 0
     for group, width in zip(layout.dynamic_groups, layout.dynamic_widths):
-        target = out[:, :, start : start + width]
-        if group == "student_probs":
-            target[...] = np.exp(student_log_probs)[:, None, :]
-        elif group == "student_ce":
-            target[...] = squash(-student_log_probs[np.arange(b), labels])[:, None, None]
-        elif group == "kl_teacher_student":
-            probs = np.exp(teacher_log_probs) if teacher_probs is None else teacher_probs
-            kl = (probs * (teacher_log_probs - student_log_probs[:, None, :])).sum(axis=-1)
-            target[...] = squash(kl)[..., None]
-        elif group == "progress":
-            target[...] = min(max(progress, 0.0), 1.0)
+        out[:, :, start : start + width] = GROUPS[group].compute(inputs)
         start += width
     return out
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from kd_env import distill, rewards
+from kd_env import distill, features, rewards
 from kd_env.distill import KDConfig, kd_loss
 
 # Rewards, the last observation's sum and info["loss"] over four steps from seed 0, recorded with the
@@ -41,6 +41,9 @@ def fresh_registries(monkeypatch):
     """Registrations made in a test vanish after it."""
     monkeypatch.setattr(rewards, "_REGISTRY", dict(rewards._REGISTRY))
     monkeypatch.setattr(distill, "_AGGREGATIONS", dict(distill._AGGREGATIONS))
+    for name in ("GROUPS", "STATIC_GROUPS", "DYNAMIC_GROUPS", "FEATURE_GROUPS"):
+        value = getattr(features, name)
+        monkeypatch.setattr(features, name, dict(value) if isinstance(value, dict) else value)
 
 
 @pytest.mark.parametrize(("reward", "aggregation"), sorted(RECORDED))
@@ -98,3 +101,27 @@ def test_a_new_aggregation_is_one_decorated_function(fresh_registries):
     out = kd_loss(student, labels, teachers, weights, KDConfig(aggregation="best_teacher_ce", temperature=1.0))
     per_teacher = distill.soft_cross_entropy(teachers.softmax(-1), student.log_softmax(-1).unsqueeze(1))
     assert torch.allclose(out.kd, per_teacher.min(dim=1).values)
+
+
+def test_builtin_feature_groups_keep_their_order():
+    assert features.feature_groups() == (
+        "teacher_probs", "teacher_ce", "teacher_entropy", "teacher_correct", "teacher_id", "semantic",
+        "student_probs", "student_ce", "kl_teacher_student", "progress",
+    )
+
+
+def test_a_new_feature_group_is_one_decorated_function(fresh_registries, small_env_kwargs):
+    @features.register("teacher_max_prob")
+    def teacher_max_prob(x):
+        return x.teacher_probs.max(axis=-1, keepdims=True)
+
+    assert features.STATIC_GROUPS[-1] == "teacher_max_prob"
+    assert features.feature_groups()[-1] == "progress"  # static groups stay before dynamic ones
+    env = gym.make("kd_env/TeacherSelection-v0", **{**small_env_kwargs, "features": ["teacher_probs", "teacher_max_prob"]})
+    obs, _ = env.reset(seed=0)
+    b, k, f = env.unwrapped.obs_shape
+    assert env.unwrapped.feature_names[-1] == "teacher_max_prob"
+    pairs = obs.reshape(b, k, f)
+    np.testing.assert_allclose(pairs[..., -1], pairs[..., :-1].max(axis=-1))
+    with pytest.raises(ValueError, match="already registered"):
+        features.register("semantic")(teacher_max_prob)
