@@ -80,11 +80,16 @@ class SharedPairPolicy(ActorCriticPolicy):
     """Actor-critic policy for ``MultiBinary(B*K)`` whose weights are shared over the B*K pairs.
 
     The pair logits are the Bernoulli logits directly (SB3's ``action_net`` becomes the identity).
+    Without ``obs_shape`` the policy reads it from the spaces as (1, B*K, F): one action per pair,
+    F features each; the pairs are scored alike and averaged alike for the value either way.
     """
 
-    def __init__(self, observation_space, action_space, lr_schedule, obs_shape, pair_hidden_sizes=(64,), **kwargs):
+    def __init__(self, observation_space, action_space, lr_schedule, obs_shape=None, pair_hidden_sizes=(64,), **kwargs):
         if not isinstance(action_space, spaces.MultiBinary):
             raise ValueError(f"SharedPairPolicy makes binary selections (TeacherSelection-v0), got {action_space}")
+        if obs_shape is None:
+            pairs = int(np.prod(action_space.shape))
+            obs_shape = (1, pairs, int(np.prod(observation_space.shape)) // pairs)
         self.obs_shape = tuple(obs_shape)
         self.pair_hidden_sizes = tuple(pair_hidden_sizes)
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)

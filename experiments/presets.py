@@ -13,19 +13,24 @@ from experiments.compare import WEIGHT_ENV, GridEntry, Preset
 from kd_env.features import STATIC_GROUPS
 
 TEACHER_GROUPS = tuple(g for g in STATIC_GROUPS if g.startswith("teacher_"))
+# The learning setup, the one source for the presets, tests/test_agents_learning.py and (checked by
+# tests/test_agents_hyperparams.py) the zoo's hyperparams/*.yml.
 LEARNING_ENV = {"reward": "ce_gain", "empty_selection": "all_teachers", "temperature": 1.0}
+REINFORCE_SETTINGS = {"advantage": "instance", "update_every": 4, "learning_rate": 0.05}
+PPO_SETTINGS = {"n_steps": 32, "batch_size": 32, "learning_rate": 0.03, "gamma": 0.0, "clip_range": 0.3}
+PPO_INSTANCE_SETTINGS = {"n_steps": 32, "batch_size": 256, "learning_rate": 0.003, "gamma": 0.0, "clip_range": 0.3}
 
 REINFORCE = GridEntry(
     label="reinforce",
     agent="reinforce",
-    agent_kwargs={"advantage": "instance", "update_every": 4, "learning_rate": 0.05},
+    agent_kwargs=dict(REINFORCE_SETTINGS),
     epoch_kwargs={"pretrain_student_steps": 1, "pretrain_selector_steps": 1},
     profile_selection=True,
 )
 PPO = GridEntry(
     label="ppo",
     agent="ppo",
-    agent_kwargs={"algo_kwargs": {"n_steps": 32, "batch_size": 32, "learning_rate": 0.03, "gamma": 0.0, "clip_range": 0.3}},
+    agent_kwargs={"algo_kwargs": dict(PPO_SETTINGS)},
     profile_selection=True,
 )
 # The same PPO with per-instance credit: each instance of a batch is one sub-env rewarded with its own
@@ -33,7 +38,7 @@ PPO = GridEntry(
 PPO_INSTANCE = GridEntry(
     label="ppo_instance",
     agent="ppo_instance",
-    agent_kwargs={"algo_kwargs": {"n_steps": 32, "batch_size": 256, "learning_rate": 0.003, "gamma": 0.0, "clip_range": 0.3}},
+    agent_kwargs={"algo_kwargs": dict(PPO_INSTANCE_SETTINGS)},
     profile_selection=True,
 )
 NO_KD = GridEntry(label="no_kd", agent="no_kd", env_kwargs={"empty_selection": "hard_label"})

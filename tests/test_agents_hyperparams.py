@@ -9,6 +9,7 @@ import yaml
 from stable_baselines3 import A2C, PPO
 
 import kd_env  # noqa: F401
+from experiments.presets import LEARNING_ENV, PPO_SETTINGS
 
 pytestmark = pytest.mark.integration  # trains each zoo algorithm
 
@@ -28,8 +29,18 @@ def test_zoo_hyperparams_build_and_run(algo, cls):
     for wrapper in params["env_wrapper"]:
         env = import_path(wrapper)(env)
     policy_kwargs = eval(params["policy_kwargs"])  # the zoo evaluates this string the same way
-    assert tuple(policy_kwargs["obs_shape"]) == env.unwrapped.obs_shape
     algo_kwargs = {k: v for k, v in params.items() if k not in NON_ALGO_KEYS}
     model = cls(import_path(params["policy"]), env, policy_kwargs=policy_kwargs, device="cpu", **algo_kwargs)
+    b, k, f = env.unwrapped.obs_shape
+    assert model.policy.obs_shape == (1, b * k, f)  # read from the spaces
     model.learn(64)
     assert model.num_timesteps >= 64
+
+
+def test_zoo_settings_are_the_learning_setup():
+    """The YAML cannot import, so this test keeps it equal to experiments.presets, the one source."""
+    ppo = next(iter(yaml.safe_load((ROOT / "hyperparams" / "ppo.yml").read_text()).values()))
+    assert {k: v for k, v in ppo.items() if k not in NON_ALGO_KEYS} == PPO_SETTINGS
+    for algo in ("ppo", "a2c"):
+        params = next(iter(yaml.safe_load((ROOT / "hyperparams" / f"{algo}.yml").read_text()).values()))
+        assert params["env_kwargs"] == {"task": "synthetic", **LEARNING_ENV}

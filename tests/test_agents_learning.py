@@ -15,19 +15,19 @@ import pytest
 
 import agents
 from agents.wrappers import ContinuingStudent
+from experiments.presets import LEARNING_ENV, PPO_INSTANCE_SETTINGS, PPO_SETTINGS, REINFORCE_SETTINGS
 
 pytestmark = pytest.mark.integration  # trains every learned selector for 32 epochs
 
-ENV_KWARGS = {"task": "synthetic", "task_options": {"num_dev": 64, "num_test": 1024}, "reward": "ce_gain",
-              "empty_selection": "all_teachers", "temperature": 1.0}
+ENV_KWARGS = {"task": "synthetic", "task_options": {"num_dev": 64, "num_test": 1024}, **LEARNING_ENV}
 STEPS = 1024  # 32 epochs of the 1,024-instance training split, batch 32
 # Measured over seeds 0-2 (last quarter of the run): expert_weight REINFORCE 0.67-0.68, PPO 0.36-0.56;
 # per-instance PPO (seeds 0-4) 0.65-0.74.
 MIN_EXPERT_WEIGHT = {"reinforce": 0.55, "ppo": 0.35, "ppo_instance": 0.6}
 LEARNERS = {
-    "reinforce": {"advantage": "instance", "update_every": 4, "learning_rate": 0.05},
-    "ppo": {"algo_kwargs": {"n_steps": 32, "batch_size": 32, "learning_rate": 0.03, "gamma": 0.0, "clip_range": 0.3}},
-    "ppo_instance": {"algo_kwargs": {"n_steps": 32, "batch_size": 256, "learning_rate": 0.003, "gamma": 0.0, "clip_range": 0.3}},
+    "reinforce": REINFORCE_SETTINGS,
+    "ppo": {"algo_kwargs": PPO_SETTINGS},
+    "ppo_instance": {"algo_kwargs": PPO_INSTANCE_SETTINGS},
 }
 
 
