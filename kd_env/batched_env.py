@@ -32,6 +32,7 @@ from kd_env.distill import kd_loss, weights_from_action
 from kd_env.env import EVAL_BATCH, RESET_OPTIONS, TeacherSelectionEnv, losses_after_step
 from kd_env.episode import EpisodeBatches, episode_order
 from kd_env.features import dynamic_features, log_softmax, static_features
+from kd_env.options import check_option_names
 from kd_env.student_stacks import HeadStack, require_stackable, stack_students
 from kd_env.students import build_student
 
@@ -125,13 +126,9 @@ class BatchedTeacherSelectionEnv(VectorEnv):
 
     # ----------------------------------------------------------------------------------------- API
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
-        options = dict(options or {})
-        unknown = sorted(set(options) - set(RESET_OPTIONS))
-        if unknown:
-            raise ValueError(
-                f"unknown reset options {unknown}; available: {list(RESET_OPTIONS)} "
-                "(sub-envs run in lockstep, so there is no reset_mask)"
-            )
+        options = check_option_names(
+            options, RESET_OPTIONS, "reset", note="(sub-envs run in lockstep, so there is no reset_mask)"
+        )
         self._seed_rngs(seed)
         if not options.get("keep_student", False) or self.students is None:
             self._new_students()

@@ -25,6 +25,7 @@ from kd_env.features import (
     log_softmax,
     validate_groups,
 )
+from kd_env.options import check_option_names
 from kd_env.problems import build_distillation_data
 from kd_env.students import build_student, default_learning_rate, validate_student_options
 
@@ -234,10 +235,7 @@ class TeacherSelectionEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        options = dict(options or {})
-        unknown = sorted(set(options) - set(RESET_OPTIONS))
-        if unknown:
-            raise ValueError(f"unknown reset options {unknown}; available: {list(RESET_OPTIONS)}")
+        options = check_option_names(options, RESET_OPTIONS, "reset")
         if not options.get("keep_student", False) or self.student is None:
             self._new_student(int(self.np_random.integers(2**31 - 1)))
         self._new_episode_batches()

@@ -1,18 +1,38 @@
-"""JSON-friendly option dicts -> frozen config dataclasses, with unknown names listed, not ignored."""
+"""JSON-friendly option dicts -> frozen config dataclasses, with unknown names listed, not ignored.
+
+Every option dict the package takes (task, student, teacher-spec and reset options) is checked here.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import fields
 from typing import TypeVar
 
 Config = TypeVar("Config")
 
 
-def config_from_options(cls: type[Config], options: dict | None, what: str) -> Config:
-    """``cls(**options)``, raising on names ``cls`` lacks (``what`` names the options in the error)."""
+def check_option_names(options: dict | None, known: Iterable[str], what: str, note: str = "") -> dict:
+    """A copy of ``options``, raising on names not in ``known`` (``what`` names the options in the error,
+    ``note`` is added to it)."""
     options = dict(options or {})
-    known = {f.name for f in fields(cls)}
+    known = set(known)
     unknown = sorted(set(options) - known)
     if unknown:
-        raise ValueError(f"unknown {what} options {unknown}; available: {sorted(known)}")
-    return cls(**options)
+        raise ValueError(f"unknown {what} options {unknown}; available: {sorted(known)}" + (f" {note}" if note else ""))
+    return options
+
+
+def field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
+
+
+def config_from_options(cls: type[Config], options: dict | None, what: str) -> Config:
+    """``cls(**options)``, raising on names ``cls`` lacks (``what`` names the options in the error)."""
+    return cls(**check_option_names(options, field_names(cls), what))
+
+
+def configs_from_options(options: dict | None, what: str, *classes: type) -> tuple:
+    """One option dict split over several config classes, each built from the names it has."""
+    options = check_option_names(options, [name for cls in classes for name in field_names(cls)], what)
+    return tuple(cls(**{k: v for k, v in options.items() if k in field_names(cls)}) for cls in classes)

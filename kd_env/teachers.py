@@ -26,6 +26,7 @@ from kd_env.checkpoint_teachers import CheckpointTeacher, check_labels, checkpoi
 from kd_env.data import SPLITS, TEACHER_ARRAYS
 from kd_env.devices import resolve_device, runtime_key
 from kd_env.head_teachers import HeadClassifier, VectorRows
+from kd_env.options import check_option_names
 from kd_env.pools import pool_teachers
 from kd_env.slices import OUTSIDE_SLICE_MODES, SliceSpec, slice_masks, teacher_training_labels
 from kd_env.tasks import TextTask
@@ -138,9 +139,9 @@ def resolve_teacher_specs(teachers: list | str | None) -> list[TeacherSpec]:
                 raise ValueError(f"unknown teacher {teacher!r}; named teachers: {sorted(DEFAULT_TEACHERS)}, a checkpoint folder, or a dict of {sorted(known)}")
             specs.append(DEFAULT_TEACHERS[teacher])
         elif isinstance(teacher, dict):
-            unknown = sorted(set(teacher) - known)
-            if unknown or "encoder" not in teacher:
-                raise ValueError(f"teacher spec {teacher}: unknown fields {unknown} or no 'encoder'; fields: {sorted(known)}")
+            check_option_names(teacher, known, "teacher spec")
+            if "encoder" not in teacher:
+                raise ValueError(f"teacher spec {teacher}: no 'encoder'; fields: {sorted(known)}")
             specs.append(TeacherSpec(**{"name": teacher["encoder"], **teacher}))
         else:
             raise ValueError(f"a teacher is a name or a dict of spec fields, got {type(teacher).__name__}")
@@ -165,9 +166,6 @@ class PreparationConfig:
     """Where teachers are fine-tuned and run: ``auto`` = CUDA when available, else CPU."""
     mixed_precision: bool = False
     """bfloat16 autocast for fine-tuning and inference (worth it on a GPU)."""
-
-
-PREPARATION_OPTION_NAMES = tuple(f.name for f in fields(PreparationConfig))
 
 
 class DiskTeacherCache:

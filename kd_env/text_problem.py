@@ -8,30 +8,21 @@ cache (teachers, frozen embeddings) with progress bars; later calls only read th
 from __future__ import annotations
 
 import logging
-from dataclasses import fields
 
 import torch
 
 from kd_env.arguments import require_classes, require_train_size
 from kd_env.data import SPLITS, DistillationData, SplitData
+from kd_env.options import configs_from_options
 from kd_env.tasks import TaskConfig, load_task
-from kd_env.teachers import PREPARATION_OPTION_NAMES, PreparationConfig, prepare_teachers, resolve_teacher_specs, sentence_embeddings
+from kd_env.teachers import PreparationConfig, prepare_teachers, resolve_teacher_specs, sentence_embeddings
 from kd_env.text_models import encode, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
 
 def split_options(options: dict | None) -> tuple[TaskConfig, PreparationConfig]:
-    options = dict(options or {})
-    task_names = {f.name for f in fields(TaskConfig)}
-    unknown = sorted(set(options) - task_names - set(PREPARATION_OPTION_NAMES))
-    if unknown:
-        raise ValueError(
-            f"unknown text task options {unknown}; available: {sorted(task_names | set(PREPARATION_OPTION_NAMES))}"
-        )
-    task_config = TaskConfig(**{k: v for k, v in options.items() if k in task_names})
-    preparation = PreparationConfig(**{k: v for k, v in options.items() if k in PREPARATION_OPTION_NAMES})
-    return task_config, preparation
+    return configs_from_options(options, "text task", TaskConfig, PreparationConfig)
 
 
 def prepare_text_task(task: str, teachers: list | None = None, options: dict | None = None, min_train_size: int = 1):

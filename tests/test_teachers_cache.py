@@ -86,7 +86,7 @@ def test_unknown_encoder_and_teacher_names_list_what_exists(tmp_path):
         load_encoder(str(tmp_path / "no-such-model"))
     with pytest.raises(ValueError, match=r"unknown teacher 'bert-large'.*minilm-l3"):
         resolve_teacher_specs(["bert-large"])
-    with pytest.raises(ValueError, match="unknown fields"):
+    with pytest.raises(ValueError, match="unknown teacher spec options"):
         resolve_teacher_specs([{"encoder": "minilm-l6", "layers": 2}])
 
 
