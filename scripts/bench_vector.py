@@ -24,7 +24,8 @@ import logging
 import gymnasium as gym
 import torch
 
-from experiments.vector_bench import ENV_ID, array_census, async_scaling, cache_root_of, teacher_output_arrays, worker_memory
+# scripts/vector_bench.py, beside this script (python puts the script's folder on sys.path)
+from vector_bench import ENV_ID, array_census, async_scaling, cache_root_of, teacher_output_arrays, worker_memory
 
 MB = 1 << 20
 

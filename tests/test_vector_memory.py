@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import torch
 
-from experiments.vector_bench import array_census, process_memory, teacher_output_arrays
+
+def _load_vector_bench():
+    """scripts/vector_bench.py, the benchmark's helpers (scripts/ is no package)."""
+    path = Path(__file__).resolve().parents[1] / "scripts" / "vector_bench.py"
+    spec = importlib.util.spec_from_file_location("vector_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+vector_bench = _load_vector_bench()
+array_census, process_memory, teacher_output_arrays = (
+    vector_bench.array_census, vector_bench.process_memory, vector_bench.teacher_output_arrays
+)
 
 
 def mapped_array(folder, name="logits", rows=4096):
