@@ -24,7 +24,7 @@ from experiments.model_card import model_card
 from kd_env.export import save_student
 from kd_env.students import TransformerStudentConfig
 from kd_env.teachers import resolve_teacher_specs
-from kd_env.text_problem import split_options
+from kd_env.tasks.text_data import split_options
 
 log = logging.getLogger(__name__)
 

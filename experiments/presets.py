@@ -138,7 +138,7 @@ PRESETS["transformer"] = Preset(
 )
 
 # Headroom: regimes where per-instance selection can (or cannot) matter on real text. Each regime is a
-# teacher pool (kd_env.pools) with the ``bow`` student: trainable word-piece embeddings that share no
+# teacher pool (kd_env.teachers.pools) with the ``bow`` student: trainable word-piece embeddings that share no
 # backbone with any teacher, so distillation has a capacity gap to fill.
 # The pools are head-tuned, so the whole grid (teachers included) fits in about an hour on 2 cores.
 HEADROOM_POOLS = ("biased-specialists", "specialists", "mixed-quality")

@@ -78,7 +78,7 @@ def prepare(
     task_options: TaskOptions = None,
 ) -> None:
     """Fine-tune (or run) a task's teachers and fill the cache, then print their accuracies."""
-    from kd_env.text_problem import prepare_text_task
+    from kd_env.tasks.text_data import prepare_text_task
 
     _, cache, _, _ = prepare_text_task(task, parse_teachers(teacher), parse_pairs(task_options, "--task-options"))
     typer.echo("| teacher | train | dev | test | prepared in |\n|---|---|---|---|---|")

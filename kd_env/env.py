@@ -26,7 +26,7 @@ from kd_env.features import (
     validate_groups,
 )
 from kd_env.options import check_option_names
-from kd_env.problems import build_distillation_data
+from kd_env.tasks.dispatch import build_distillation_data
 from kd_env.students import build_student, default_learning_rate, validate_student_options
 
 RESET_OPTIONS = ("keep_student",)
@@ -98,7 +98,7 @@ class TeacherSelectionEnv(gym.Env):
     * ``task``: ``twitter-sentiment`` (default: real tweets, three fine-tuned teachers, prepared and
       cached on first use), ``synthetic``, ``bbc-news``, ``glue:NAME``, ``csv:PATH`` or ``json:PATH``
       (see ``kd_env.tasks``).
-    * ``teachers``: teacher names or spec dicts, or a pool name of ``kd_env.pools``; None = the task's.
+    * ``teachers``: teacher names or spec dicts, or a pool name of ``kd_env.teachers.pools``; None = the task's.
     * ``task_options``: options of the task (sizes, seed, columns...).
     * ``student``: ``head``, ``transformer`` or ``bow``; ``student_options``: its options.
     * ``action_mode``: ``select`` or ``weights`` (set by the env id).

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from kd_env.arguments import require_int
-from kd_env.data import DistillationData
+from kd_env.tasks.data import DistillationData
 from kd_env.devices import autocast
 from kd_env.options import config_from_options
 

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from kd_env.assets import resolve_encoder, unknown_encoder_error
 from kd_env.devices import autocast
-from kd_env.tasks import TextSplit
+from kd_env.tasks.text import TextSplit
 
 logger = logging.getLogger(__name__)
 

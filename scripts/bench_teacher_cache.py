@@ -19,11 +19,11 @@ import numpy as np
 import torch
 
 from kd_env.distill import KDConfig, kd_loss
-from kd_env.problems import build_distillation_data
+from kd_env.tasks.dispatch import build_distillation_data
 from kd_env.students import build_student, default_learning_rate
 from kd_env.teachers import load_teacher_model
 from kd_env.text_models import encode, load_tokenizer
-from kd_env.text_problem import prepare_text_task
+from kd_env.tasks.text_data import prepare_text_task
 
 
 def run_epoch(student, optimizer, inputs, labels, batches, teacher_logits) -> float:

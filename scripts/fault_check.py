@@ -38,7 +38,7 @@ from agents.training import resume  # noqa: E402
 from experiments.results import RunRecord, append_record, read_records  # noqa: E402
 from kd_env.assets import resolve_encoder  # noqa: E402
 from kd_env.cache import MANIFEST  # noqa: E402
-from kd_env.problems import build_distillation_data  # noqa: E402
+from kd_env.tasks.dispatch import build_distillation_data  # noqa: E402
 
 SYNTHETIC = ["task=synthetic", 'task_options={"num_train": 128, "num_dev": 32, "num_test": 32}', "batch_size=16"]
 CHECKPOINT_EVERY = 50
@@ -280,7 +280,7 @@ def case_stale_staging_folder(folder: Path) -> str:
 BUILD_AND_COUNT = """
 from pathlib import Path
 import fault_check
-from kd_env import teachers
+from kd_env.teachers import preparation as teachers
 built, build = [], teachers._build_teacher
 teachers._build_teacher = lambda *args, **kwargs: built.append(1) or build(*args, **kwargs)
 fault_check.TinyTextTask(Path({folder!r})).build()

@@ -6,8 +6,8 @@ import torch
 from tiny_checkpoints import write_tiny_classifier
 from tiny_text import sentiment_rows, write_csv
 
-from kd_env import checkpoint_teachers
-from kd_env.checkpoint_teachers import label_columns
+from kd_env.teachers import checkpoints as checkpoint_teachers
+from kd_env.teachers.checkpoints import label_columns
 from kd_env.tasks import load_task
 from kd_env.teachers import PreparationConfig, prepare_teachers, resolve_teacher_specs
 

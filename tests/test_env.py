@@ -13,7 +13,7 @@ from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import kd_env
-from kd_env.data import DistillationData
+from kd_env.tasks.data import DistillationData
 
 ENV_IDS = sorted(kd_env.ENV_IDS)
 # SB3 recommends [-1, 1] Box actions; the weighting env's [0, 1] weights are deliberate.
@@ -280,7 +280,7 @@ def test_bad_constructor_arguments(kwargs, message):
 
 
 def test_teacher_class_count_mismatch_is_rejected():
-    from kd_env.synthetic import build_synthetic_data
+    from kd_env.tasks.synthetic import build_synthetic_data
 
     data = build_synthetic_data(options={"num_train": 32, "num_dev": 8, "num_test": 8})
     train = data.splits["train"]

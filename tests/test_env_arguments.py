@@ -5,7 +5,7 @@ import pytest
 from tiny_text import sentiment_rows, write_csv
 
 import kd_env  # noqa: F401 - registers the env ids
-from kd_env import text_problem
+from kd_env.tasks import text_data as text_problem
 
 
 @pytest.fixture

@@ -50,7 +50,7 @@ def test_default_env_runs_offline_on_twitter_sentiment():
 def test_biased_specialists_are_right_in_their_cluster_and_confidently_wrong_outside():
     """The headroom regime on real tweets: each specialist learned its own cluster and the shifted
     rule elsewhere, so per-instance selection has a known answer."""
-    from kd_env.text_problem import prepare_text_task
+    from kd_env.tasks.text_data import prepare_text_task
 
     _, cache, _, _ = prepare_text_task("twitter-sentiment", "biased-specialists", {})
     for name in cache.teacher_names:

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import kd_env  # noqa: F401 - registers the env ids
-from kd_env.pools import TEACHER_POOLS, pool_teachers
-from kd_env.slices import SliceSpec, slice_masks, teacher_training_labels
+from kd_env.teachers.pools import TEACHER_POOLS, pool_teachers
+from kd_env.teachers.slices import SliceSpec, slice_masks, teacher_training_labels
 from kd_env.students import BagStudent
 from kd_env.tasks import load_task
 from kd_env.teachers import PreparationConfig, TeacherSpec, prepare_teachers, resolve_teacher_specs
@@ -92,7 +92,7 @@ def test_biased_class_specialist_is_taught_its_bias(tmp_path, tiny_bert, reviews
 
 
 def test_head_teacher_trains_on_cached_vectors_and_is_cached(tmp_path, tiny_bert, reviews_csv, monkeypatch):
-    from kd_env import teachers as teachers_module
+    from kd_env.teachers import preparation as teachers_module
 
     task = load_task(f"csv:{reviews_csv}")
     config = PreparationConfig(cache_dir=str(tmp_path), semantic_encoder=tiny_bert, device="cpu")
@@ -102,7 +102,7 @@ def test_head_teacher_trains_on_cached_vectors_and_is_cached(tmp_path, tiny_bert
     # The cached outputs are the saved head applied to the frozen encoder's cached vectors.
     from safetensors.torch import load_file
 
-    from kd_env.head_teachers import HeadClassifier
+    from kd_env.teachers.heads import HeadClassifier
     from kd_env.teachers import sentence_embeddings
 
     vectors = torch.from_numpy(np.asarray(sentence_embeddings(task, config).array("test.vectors")))
@@ -120,7 +120,7 @@ def test_head_teacher_trains_on_cached_vectors_and_is_cached(tmp_path, tiny_bert
 
 
 def test_slice_smaller_than_a_batch_fails_before_fine_tuning(tmp_path, tiny_bert, reviews_csv, monkeypatch):
-    from kd_env import teachers as teachers_module
+    from kd_env.teachers import preparation as teachers_module
 
     monkeypatch.setattr(teachers_module, "fine_tune", lambda *a, **k: pytest.fail("fine-tuned a teacher"))
     task = load_task(f"csv:{reviews_csv}")

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from kd_env.synthetic import build_synthetic_data
+from kd_env.tasks.synthetic import build_synthetic_data
 
 SIZES = {"num_train": 200, "num_dev": 40, "num_test": 40}
 

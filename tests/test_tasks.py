@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from tiny_text import sentiment_rows, write_csv
 
-from kd_env.problems import build_distillation_data
+from kd_env.tasks.dispatch import build_distillation_data
 from kd_env.tasks import TaskConfig, load_task
 
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 import kd_env  # noqa: F401 - registers the env ids
-from kd_env import teachers as teachers_module
+from kd_env.teachers import preparation as teachers_module
 from kd_env.assets import cache_root, resolve_encoder
 from kd_env.cache import ArrayStore, content_key
-from kd_env.problems import build_distillation_data
+from kd_env.tasks.dispatch import build_distillation_data
 from kd_env.tasks import load_task
 from kd_env.teachers import PreparationConfig, prepare_teachers, resolve_teacher_specs
 from kd_env.text_models import load_encoder

@@ -1,11 +1,11 @@
-"""Teachers: specs, fine-tuning on a task, and the on-disk cache of their outputs.
+"""Fine-tuning teachers on a task, and reading their cached outputs.
 
 Teachers never run inside ``step``: their outputs (logits, pooled features, CE vs gold) are computed
 once per (task data, teacher spec, code version) and read from the ``TeacherCache``. The disk cache
 (``kd_env.cache``) stores, per teacher, ``{split}.logits`` (N, C), ``{split}.pooled`` (N, H) and
 ``{split}.ce`` (N,) as ``.npy`` files (memory-mappable read-only) plus the fine-tuned weights
 (``model.safetensors``), so a valid entry is never recomputed. The semantic instance vectors of the
-observation come from a frozen encoder and are cached the same way (``embedding`` entries).
+observation come from a frozen encoder and are cached the same way (``kd_env.teachers.embeddings``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -22,20 +22,18 @@ import torch
 
 from kd_env.assets import cache_root
 from kd_env.cache import ArrayStore, CacheEntry
-from kd_env.checkpoint_teachers import CheckpointTeacher, check_labels, checkpoint_teacher, looks_like_checkpoint, prepare_checkpoint_teacher
-from kd_env.data import SPLITS, TEACHER_ARRAYS
 from kd_env.devices import resolve_device, runtime_key
-from kd_env.head_teachers import HeadClassifier, VectorRows
-from kd_env.options import check_option_names
-from kd_env.pools import pool_teachers
-from kd_env.slices import OUTSIDE_SLICE_MODES, SliceSpec, slice_masks, teacher_training_labels
-from kd_env.tasks import TextTask
-from kd_env.text_models import FineTuneConfig, TextClassifier, accuracy, encode, fine_tune, load_encoder, load_tokenizer, mean_pool, predict
+from kd_env.tasks.data import SPLITS, TEACHER_ARRAYS
+from kd_env.tasks.text import TextTask
+from kd_env.teachers.checkpoints import CheckpointTeacher, check_labels, prepare_checkpoint_teacher
+from kd_env.teachers.embeddings import embedding_description, sentence_embeddings
+from kd_env.teachers.heads import HeadClassifier, VectorRows
+from kd_env.teachers.slices import SliceSpec, slice_masks, teacher_training_labels
+from kd_env.teachers.specs import CODE_VERSION, PreparationConfig, TeacherSpec
+from kd_env.text_models import FineTuneConfig, TextClassifier, accuracy, encode, fine_tune, load_encoder, load_tokenizer, predict
 
 logger = logging.getLogger(__name__)
 
-# Bump when fine-tuning or inference changes what a cache entry holds: old entries are then ignored.
-CODE_VERSION = 1
 STACKED_ARRAYS = tuple(f"{split}.{name}" for split in SPLITS for name in ("logits", "ce"))
 
 
@@ -61,111 +59,6 @@ class TeacherCache(Protocol):
     def outputs(self, split: str) -> TeacherOutputs: ...
 
 
-@dataclass(frozen=True)
-class TeacherSpec:
-    """One teacher: which encoder, how much of it, and how it is fine-tuned (all part of the cache key)."""
-
-    name: str
-    encoder: str
-    """An offline encoder name (``kd_env.assets``), a local model directory or a hub id."""
-    num_layers: int | None = None
-    """Keep the first k encoder layers (None = all): a cheaper, weaker teacher."""
-    seed: int = 0
-    epochs: int = 1
-    learning_rate: float = 1e-4
-    max_length: int = 64
-    train_fraction: float = 1.0
-    """Share of the training split the teacher is fine-tuned on (a seeded subset)."""
-    batch_size: int = 32
-    warmup_fraction: float = 0.1
-    evals_per_epoch: int = 3
-    """Dev evaluations per epoch; the best one's weights are kept."""
-    slice: str | None = None
-    """The instances it learns honestly (``kd_env.slices``: ``cluster:M:i`` or ``classes:a,b``); None = all."""
-    outside_slice: str = "drop"
-    """What it learns outside its slice: ``drop`` (nothing), ``shift`` (gold + 1: a systematic bias),
-    ``random`` (random labels)."""
-    label_noise: float = 0.0
-    """Share of its training labels replaced by a different random class (a lower-quality teacher)."""
-    tuning: str = "full"
-    """``full``: fine-tune the encoder; ``head``: train an MLP head on the frozen encoder's cached
-    sentence vectors (seconds instead of minutes; ``kd_env.head_teachers``)."""
-
-    def __post_init__(self) -> None:
-        if self.slice is not None:
-            SliceSpec.parse(self.slice)
-        if self.outside_slice not in OUTSIDE_SLICE_MODES:
-            raise ValueError(f"teacher {self.name!r}: outside_slice must be one of {list(OUTSIDE_SLICE_MODES)}, got {self.outside_slice!r}")
-        if self.tuning not in ("full", "head"):
-            raise ValueError(f"teacher {self.name!r}: tuning must be 'full' or 'head', got {self.tuning!r}")
-        if self.tuning == "head" and self.num_layers is not None:
-            raise ValueError(f"teacher {self.name!r}: a head-tuned teacher reads the whole frozen encoder; num_layers must be None")
-        if not 0.0 <= self.label_noise < 1.0:
-            raise ValueError(f"teacher {self.name!r}: label_noise must be in [0, 1), got {self.label_noise}")
-        if not 0.0 < self.train_fraction <= 1.0:
-            raise ValueError(f"teacher {self.name!r}: train_fraction must be in (0, 1], got {self.train_fraction}")
-        if self.epochs < 1 or self.batch_size < 1 or self.max_length < 8:
-            raise ValueError(f"teacher {self.name!r}: epochs and batch_size must be >= 1 and max_length >= 8")
-        if self.num_layers is not None and self.num_layers < 1:
-            raise ValueError(f"teacher {self.name!r}: num_layers must be >= 1 or None, got {self.num_layers}")
-
-
-# Three families and depths: heterogeneous on purpose, as selection only matters when teachers differ.
-DEFAULT_TEACHERS = {
-    "minilm-l6": TeacherSpec("minilm-l6", "minilm-l6"),
-    "minilm-l3": TeacherSpec("minilm-l3", "minilm-l3"),
-    "mpnet-l3": TeacherSpec("mpnet-l3", "mpnet-base", num_layers=3, learning_rate=5e-5),
-}
-
-
-def resolve_teacher_specs(teachers: list | str | None) -> list[TeacherSpec]:
-    """Teacher names (``DEFAULT_TEACHERS`` keys) or dicts of ``TeacherSpec`` fields, or the name of a
-    pool (``kd_env.pools``); None = the defaults."""
-    if isinstance(teachers, str):
-        teachers = pool_teachers(teachers)
-    if teachers is None:
-        return list(DEFAULT_TEACHERS.values())
-    if not teachers:
-        raise ValueError(f"at least one teacher is needed; named teachers: {sorted(DEFAULT_TEACHERS)}")
-    specs = []
-    known = {f.name for f in fields(TeacherSpec)}
-    for teacher in teachers:
-        if (isinstance(teacher, str) and teacher not in DEFAULT_TEACHERS and looks_like_checkpoint(teacher)) or (
-            isinstance(teacher, dict) and "checkpoint" in teacher
-        ):
-            specs.append(checkpoint_teacher(teacher))
-        elif isinstance(teacher, str):
-            if teacher not in DEFAULT_TEACHERS:
-                raise ValueError(f"unknown teacher {teacher!r}; named teachers: {sorted(DEFAULT_TEACHERS)}, a checkpoint folder, or a dict of {sorted(known)}")
-            specs.append(DEFAULT_TEACHERS[teacher])
-        elif isinstance(teacher, dict):
-            check_option_names(teacher, known, "teacher spec")
-            if "encoder" not in teacher:
-                raise ValueError(f"teacher spec {teacher}: no 'encoder'; fields: {sorted(known)}")
-            specs.append(TeacherSpec(**{"name": teacher["encoder"], **teacher}))
-        else:
-            raise ValueError(f"a teacher is a name or a dict of spec fields, got {type(teacher).__name__}")
-    names = [spec.name for spec in specs]
-    if len(set(names)) != len(names):
-        raise ValueError(f"teacher names must be unique, got {names}")
-    return specs
-
-
-@dataclass(frozen=True)
-class PreparationConfig:
-    """Where and how teachers and embeddings are prepared (``task_options`` keys). The cache keys hold
-    the device type and precision (``kd_env.devices.runtime_key``), not the folder or batch size."""
-
-    cache_dir: str | None = None
-    """The cache root (default ``KD_ENV_CACHE`` or the user cache; see ``kd_env.assets``)."""
-    semantic_encoder: str = "minilm-l6"
-    """The frozen encoder of the semantic instance vectors (and the head student's inputs)."""
-    semantic_max_length: int = 64
-    inference_batch_size: int = 64
-    device: str = "auto"
-    """Where teachers are fine-tuned and run: ``auto`` = CUDA when available, else CPU."""
-    mixed_precision: bool = False
-    """bfloat16 autocast for fine-tuning and inference (worth it on a GPU)."""
 
 
 class DiskTeacherCache:
@@ -330,41 +223,3 @@ def _taught_labels(spec: TeacherSpec, labels: dict[str, np.ndarray], masks: dict
     if len(ids) == 0:
         raise ValueError(f"teacher {spec.name!r}: slice {spec.slice!r} holds no {split} instances")
     return ids, taught
-
-
-def embedding_description(task: TextTask, encoder: str, max_length: int) -> dict:
-    return {"task": task.fingerprint(), "encoder": encoder, "max_length": max_length, "code_version": CODE_VERSION}
-
-
-def sentence_embeddings(task: TextTask, config: PreparationConfig) -> CacheEntry:
-    """Frozen-encoder, L2-normalised mean-pooled vectors of every split (``{split}.vectors``), cached."""
-    store = ArrayStore(cache_root(config.cache_dir))
-    description = {**embedding_description(task, config.semantic_encoder, config.semantic_max_length),
-                   **runtime_key(config.device, config.mixed_precision)}
-    return store.get_or_build("embeddings", description, lambda folder: _build_embeddings(task, config),
-                              required=tuple(f"{split}.vectors" for split in SPLITS))
-
-
-def _build_embeddings(task: TextTask, config: PreparationConfig):
-    torch_device = resolve_device(config.device)
-    tokenizer = load_tokenizer(config.semantic_encoder, config.cache_dir)
-    encoder = load_encoder(config.semantic_encoder, cache_dir=config.cache_dir).to(torch_device)
-    model = _PooledEncoder(encoder)
-    arrays = {}
-    for split in SPLITS:
-        encoded = encode(tokenizer, task.splits[split], config.semantic_max_length)
-        _, pooled = predict(model, encoded, torch_device, config.inference_batch_size, config.mixed_precision, desc=f"{config.semantic_encoder}: {split} embeddings")
-        arrays[f"{split}.vectors"] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
-    return arrays, {"encoder": config.semantic_encoder}
-
-
-class _PooledEncoder(torch.nn.Module):
-    """A frozen encoder with ``TextClassifier``'s (logits, pooled) interface, for ``predict``."""
-
-    def __init__(self, encoder: torch.nn.Module) -> None:
-        super().__init__()
-        self.encoder = encoder
-
-    def forward(self, batch):
-        pooled = mean_pool(self.encoder(**batch).last_hidden_state, batch["attention_mask"])
-        return pooled[:, :0], pooled

@@ -7,10 +7,10 @@ and check ``min_train_size`` (the env's batch size) before they fine-tune any te
 
 from __future__ import annotations
 
-from kd_env.data import DistillationData
-from kd_env.synthetic import build_synthetic_data
-from kd_env.tasks import BUNDLED_TASKS, GLUE_PREFIX, USER_FILE_PREFIXES, text_task_names
-from kd_env.text_problem import build_text_data
+from kd_env.tasks.data import DistillationData
+from kd_env.tasks.synthetic import build_synthetic_data
+from kd_env.tasks.text import BUNDLED_TASKS, GLUE_PREFIX, USER_FILE_PREFIXES, text_task_names
+from kd_env.tasks.text_data import build_text_data
 
 
 def _build_synthetic(task: str, teachers, options, student: str, student_options, min_train_size: int) -> DistillationData:

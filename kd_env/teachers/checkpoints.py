@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from kd_env.cache import ArrayStore, CacheEntry
-from kd_env.data import SPLITS, TEACHER_ARRAYS
+from kd_env.tasks.data import SPLITS, TEACHER_ARRAYS
 from kd_env.devices import resolve_device, runtime_key
-from kd_env.tasks import TextTask
+from kd_env.tasks.text import TextTask
 from kd_env.text_models import accuracy, encode, mean_pool, predict
 
 logger = logging.getLogger(__name__)

@@ -12,10 +12,12 @@ import logging
 import torch
 
 from kd_env.arguments import require_classes, require_train_size
-from kd_env.data import SPLITS, DistillationData, SplitData
+from kd_env.tasks.data import SPLITS, DistillationData, SplitData
 from kd_env.options import configs_from_options
-from kd_env.tasks import TaskConfig, load_task
-from kd_env.teachers import PreparationConfig, prepare_teachers, resolve_teacher_specs, sentence_embeddings
+from kd_env.tasks.text import TaskConfig, load_task
+from kd_env.teachers.embeddings import sentence_embeddings
+from kd_env.teachers.preparation import prepare_teachers
+from kd_env.teachers.specs import PreparationConfig, resolve_teacher_specs
 from kd_env.text_models import encode, load_tokenizer
 
 logger = logging.getLogger(__name__)

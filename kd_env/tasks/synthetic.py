@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from kd_env.data import SPLITS, DistillationData, SplitData
+from kd_env.tasks.data import SPLITS, DistillationData, SplitData
 from kd_env.features import log_softmax
 from kd_env.options import config_from_options
 

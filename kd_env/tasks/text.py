@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from kd_env.assets import package_file
-from kd_env.data import SPLITS
+from kd_env.tasks.data import SPLITS
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ GLUE_TASKS = {
 
 
 def text_task_names() -> list[str]:
-    """Every text-task name form (``problems.available_tasks`` adds ``synthetic``), for error messages."""
+    """Every text-task name form (``dispatch.available_tasks`` adds ``synthetic``), for error messages."""
     return [*BUNDLED_TASKS, *(f"{GLUE_PREFIX}{name}" for name in GLUE_TASKS), *(f"{prefix}PATH" for prefix in USER_FILE_PREFIXES)]
 
 
