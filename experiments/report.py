@@ -185,18 +185,18 @@ def headroom_summary(records: list[RunRecord]) -> list[Headroom]:
 
 def headroom_table(headrooms: list[Headroom]) -> str:
     """Markdown: per task, the reference's student against the baselines' students (test accuracy)."""
-    lines = [
-        "| task | privileged reference | its student | better of avg_kd, best single | its student | "
-        "selection headroom (paired) | best of no_kd, avg_kd, best single | reference − best of three (paired) | verdict |",
-        "|---" * 9 + "|",
-    ]
-    for h in headrooms:
-        lines.append(
-            f"| {h.task} | {h.reference or '-'} | {_fmt(h.reference_accuracy)} | {h.baseline or '-'} | "
-            f"{_fmt(h.baseline_accuracy)} | {_fmt(h.headroom, signed=True)} | {h.best_of_three or '-'} | "
-            f"{_fmt(h.vs_best_of_three, signed=True)} | {h.verdict} |"
-        )
-    return "\n".join(lines) + "\n"
+    header = ["task", "privileged reference", "its student", "better of avg_kd, best single", "its student",
+              "selection headroom (paired)", "best of no_kd, avg_kd, best single", "reference − best of three (paired)", "verdict"]
+    return _markdown(header, [
+        [h.task, h.reference or "-", _fmt(h.reference_accuracy), h.baseline or "-", _fmt(h.baseline_accuracy),
+         _fmt(h.headroom, signed=True), h.best_of_three or "-", _fmt(h.vs_best_of_three, signed=True), h.verdict]
+        for h in headrooms
+    ])
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
 
 
 CLAIM_MARGIN = 0.01
@@ -249,17 +249,13 @@ def claim_summary(records: list[RunRecord]) -> list[Claim]:
 
 def claim_table(claims: list[Claim]) -> str:
     """Markdown: per task, the learned selector picked by dev accuracy against the three baselines."""
-    lines = [
-        "| task | learned selector (best dev) | its student | Δ vs avg_kd (paired) | best single teacher (by dev) | "
-        "Δ vs it (paired) | Δ vs no_kd (paired) | claim |",
-        "|---" * 8 + "|",
-    ]
-    for c in claims:
-        lines.append(
-            f"| {c.task} | {c.selector or '-'} | {_fmt(c.selector_accuracy)} | {_fmt(c.vs_avg_kd, signed=True)} | "
-            f"{c.best_single or '-'} | {_fmt(c.vs_best_single, signed=True)} | {_fmt(c.vs_no_kd, signed=True)} | {c.verdict} |"
-        )
-    return "\n".join(lines) + "\n"
+    header = ["task", "learned selector (best dev)", "its student", "Δ vs avg_kd (paired)", "best single teacher (by dev)",
+              "Δ vs it (paired)", "Δ vs no_kd (paired)", "claim"]
+    return _markdown(header, [
+        [c.task, c.selector or "-", _fmt(c.selector_accuracy), _fmt(c.vs_avg_kd, signed=True), c.best_single or "-",
+         _fmt(c.vs_best_single, signed=True), _fmt(c.vs_no_kd, signed=True), c.verdict]
+        for c in claims
+    ])
 
 
 def _fmt(summary: Summary, signed: bool = False) -> str:

@@ -6,6 +6,7 @@ A student is an ``nn.Module`` whose ``forward(inputs)`` takes the dict of tensor
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -196,19 +197,34 @@ class BagStudent(nn.Module):
         return self.net(summed / mask.sum(dim=1).clamp_min(1.0))
 
 
-def _build_bow(data: DistillationData, **options) -> nn.Module:
+@functools.lru_cache(maxsize=4)
+def _vocabulary_size(tokenizer: str) -> int:
     from kd_env.text_models import load_tokenizer
 
+    return len(load_tokenizer(tokenizer))
+
+
+@functools.lru_cache(maxsize=2)
+def _input_embeddings(encoder: str) -> torch.Tensor:
+    from kd_env.text_models import load_encoder
+
+    # Loading must not draw from the student's seeded RNG: only the first build would, and two
+    # builds with one seed would differ.
+    with torch.random.fork_rng(devices=[]):
+        return load_encoder(encoder).get_input_embeddings().weight.detach()
+
+
+def _build_bow(data: DistillationData, **options) -> nn.Module:
+    """Every env reset builds a fresh student: the tokenizer's size and the pretrained embeddings are
+    read from disk once per process, not once per episode."""
     config = BagStudentConfig.from_options(options)
     if "input_ids" not in data.splits["train"].student_inputs:
         raise ValueError(f"the bow student needs token inputs; task {data.task!r} provides {sorted(data.splits['train'].student_inputs)}")
     if config.pretrained_embeddings is not None:
-        from kd_env.text_models import load_encoder
-
-        weights = load_encoder(config.pretrained_embeddings).get_input_embeddings().weight.detach().clone()
-        embedding = nn.Embedding.from_pretrained(weights, freeze=False)
+        # A copy: the student trains its embeddings, the cached ones stay as loaded.
+        embedding = nn.Embedding.from_pretrained(_input_embeddings(config.pretrained_embeddings).clone(), freeze=False)
     else:
-        embedding = nn.Embedding(len(load_tokenizer(config.tokenizer)), config.embedding_dim)
+        embedding = nn.Embedding(_vocabulary_size(config.tokenizer), config.embedding_dim)
     return BagStudent(embedding, data.num_classes, config.hidden)
 
 

@@ -7,7 +7,7 @@ import torch
 
 import kd_env  # noqa: F401 - registers the env ids
 from kd_env.teachers.pools import TEACHER_POOLS, pool_teachers
-from kd_env.teachers.slices import SliceSpec, slice_masks, teacher_training_labels
+from kd_env.teachers.slices import SliceSpec, cluster_assignments, slice_masks, teacher_training_labels
 from kd_env.students import BagStudent
 from kd_env.tasks import load_task
 from kd_env.teachers import PreparationConfig, TeacherSpec, prepare_teachers, resolve_teacher_specs
@@ -31,7 +31,8 @@ def test_cluster_slices_partition_every_split_and_follow_training_centres():
     centres = np.array([[5.0, 0.0], [-5.0, 0.0], [0.0, 5.0]])
     vectors = {s: centres[rng.integers(0, 3, n)] + rng.normal(0, 0.3, (n, 2)) for s, n in (("train", 90), ("dev", 30), ("test", 30))}
     labels = {s: np.zeros(len(v), dtype=int) for s, v in vectors.items()}
-    masks = [slice_masks(SliceSpec.parse(f"cluster:3:{i}"), labels, vectors) for i in range(3)]
+    clusters = cluster_assignments(vectors, 3)
+    masks = [slice_masks(SliceSpec.parse(f"cluster:3:{i}"), labels, clusters) for i in range(3)]
     for split in vectors:
         stacked = np.stack([m[split] for m in masks])
         np.testing.assert_array_equal(stacked.sum(axis=0), 1)  # every instance in exactly one slice

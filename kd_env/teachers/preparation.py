@@ -28,7 +28,7 @@ from kd_env.tasks.text import TextTask
 from kd_env.teachers.checkpoints import CheckpointTeacher, check_labels, prepare_checkpoint_teacher
 from kd_env.teachers.embeddings import embedding_description, sentence_embeddings
 from kd_env.teachers.heads import HeadClassifier, VectorRows
-from kd_env.teachers.slices import SliceSpec, slice_masks, teacher_training_labels
+from kd_env.teachers.slices import SliceSpec, cluster_assignments, slice_masks, teacher_training_labels
 from kd_env.teachers.specs import CODE_VERSION, PreparationConfig, TeacherSpec
 from kd_env.text_models import FineTuneConfig, TextClassifier, accuracy, encode, fine_tune, load_encoder, load_tokenizer, predict
 
@@ -116,16 +116,17 @@ def teacher_slices(task: TextTask, specs: list[TeacherSpec], config: Preparation
     before any teacher is fine-tuned."""
     labels = {split: task.splits[split].labels for split in SPLITS}
     masks: dict[str, dict[str, np.ndarray]] = {}
+    assignments: dict[int, dict[str, np.ndarray]] = {}  # number of clusters -> per-split cluster ids
     for spec in specs:
         if spec.slice is None or spec.slice in masks:
             continue
         parsed = SliceSpec.parse(spec.slice)
         parsed.validate_classes(len(task.class_names))
-        vectors = None
-        if parsed.kind == "cluster":
+        if parsed.kind == "cluster" and parsed.num_clusters not in assignments:
             entry = sentence_embeddings(task, config)
             vectors = {split: np.asarray(entry.array(f"{split}.vectors")) for split in SPLITS}
-        masks[spec.slice] = slice_masks(parsed, labels, vectors)
+            assignments[parsed.num_clusters] = cluster_assignments(vectors, parsed.num_clusters)
+        masks[spec.slice] = slice_masks(parsed, labels, assignments.get(parsed.num_clusters))
         size = int(masks[spec.slice]["train"].sum())
         if size < spec.batch_size:
             raise ValueError(f"teacher {spec.name!r}: slice {spec.slice!r} holds {size} training instances, fewer than one batch ({spec.batch_size})")

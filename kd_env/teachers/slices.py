@@ -71,12 +71,19 @@ def nearest_centre(vectors: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return distances.argmin(axis=1)
 
 
-def slice_masks(spec: SliceSpec, labels: dict[str, np.ndarray], vectors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Per split, a boolean mask of the slice's instances (clusters fitted on the training split)."""
+def cluster_assignments(vectors: dict[str, np.ndarray], num_clusters: int) -> dict[str, np.ndarray]:
+    """Per split, each instance's cluster: k-means fitted on the training split, the others assigned to
+    the nearest training centre. Every ``cluster:M:i`` slice of one M shares these."""
+    centres = kmeans_centres(vectors["train"], num_clusters)
+    return {split: nearest_centre(split_vectors, centres) for split, split_vectors in vectors.items()}
+
+
+def slice_masks(spec: SliceSpec, labels: dict[str, np.ndarray], clusters: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+    """Per split, a boolean mask of the slice's instances (``clusters``: ``cluster_assignments`` for
+    the slice's number of clusters; unused by class slices)."""
     if spec.kind == "classes":
         return {split: np.isin(split_labels, spec.classes) for split, split_labels in labels.items()}
-    centres = kmeans_centres(vectors["train"], spec.num_clusters)
-    return {split: nearest_centre(split_vectors, centres) == spec.cluster for split, split_vectors in vectors.items()}
+    return {split: ids == spec.cluster for split, ids in clusters.items()}
 
 
 def teacher_training_labels(
