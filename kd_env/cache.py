@@ -35,6 +35,30 @@ logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 
 
+def cache_root(override: str | os.PathLike | None = None) -> Path:
+    """The writable cache directory (created if missing); raises a clear error when it is not writable.
+
+    ``override`` (the task option ``cache_dir``), else ``KD_ENV_CACHE``, else ``$XDG_CACHE_HOME/kd_env``,
+    else ``~/.cache/kd_env``. Every store (teacher outputs, embeddings, built encoders) lives under it.
+    """
+    if override is not None:
+        root = Path(override)
+    elif os.environ.get("KD_ENV_CACHE"):
+        root = Path(os.environ["KD_ENV_CACHE"])
+    else:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kd_env"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=root):
+            pass
+    except OSError as error:
+        raise PermissionError(
+            f"the kd_env cache directory {root} is not writable ({error.strerror}); set KD_ENV_CACHE "
+            f"(or the task option cache_dir) to a writable directory"
+        ) from error
+    return root
+
+
 def json_sha256(value) -> str:
     """The SHA-256 hex digest of a JSON-friendly value, with sorted keys so that key order does not matter.
 

@@ -143,7 +143,7 @@ def array_census(env: gym.Env, cache_root: Path) -> list[tuple[str, int, bool]]:
 
 
 def cache_root_of(env_kwargs: dict) -> Path:
-    from kd_env.assets import cache_root
+    from kd_env.cache import cache_root
 
     return cache_root((env_kwargs.get("task_options") or {}).get("cache_dir"))
 

@@ -5,8 +5,8 @@ import torch
 
 import kd_env  # noqa: F401 - registers the env ids
 from kd_env.teachers import preparation as teachers_module
-from kd_env.assets import cache_root, resolve_encoder
-from kd_env.cache import ArrayStore, content_key
+from kd_env.assets import resolve_encoder
+from kd_env.cache import ArrayStore, cache_root, content_key
 from kd_env.tasks.dispatch import build_distillation_data
 from kd_env.tasks import load_task
 from kd_env.teachers import PreparationConfig, prepare_teachers, resolve_teacher_specs

@@ -20,8 +20,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from kd_env.assets import cache_root
-from kd_env.cache import ArrayStore, CacheEntry
+from kd_env.cache import ArrayStore, CacheEntry, cache_root
 from kd_env.devices import resolve_device, runtime_key
 from kd_env.tasks.data import SPLITS, TEACHER_ARRAYS
 from kd_env.tasks.text import TextTask

@@ -113,7 +113,7 @@ class PreparationConfig:
     the device type and precision (``kd_env.devices.runtime_key``), not the folder or batch size."""
 
     cache_dir: str | None = None
-    """The cache root (default ``KD_ENV_CACHE`` or the user cache; see ``kd_env.assets``)."""
+    """The cache root (default ``KD_ENV_CACHE`` or the user cache; see ``kd_env.cache.cache_root``)."""
     semantic_encoder: str = "minilm-l6"
     """The frozen encoder of the semantic instance vectors (and the head student's inputs)."""
     semantic_max_length: int = 64
