@@ -32,18 +32,18 @@ REFERENCE = "avg_kd"
 
 
 def score_matrices(records: list[RunRecord], metric: str = "test_accuracy") -> dict[str, list[np.ndarray]]:
-    """Agent -> one array of per-seed scores per task, failed runs dropped; an agent missing from some
-    task is left out (its aggregate would be over other tasks than the rest)."""
+    """Entry label -> one array of per-seed scores per task, failed runs dropped; an entry missing from
+    some task is left out (its aggregate would be over other tasks than the rest)."""
     scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for record in records:
         value = getattr(record, metric)
         if record.status == "ok" and value is not None:
-            scores[record.agent][record.task].append(value)
+            scores[record.entry][record.task].append(value)
     tasks = sorted({task for by_task in scores.values() for task in by_task})
-    partial = sorted(agent for agent, by_task in scores.items() if set(by_task) != set(tasks))
+    partial = sorted(entry for entry, by_task in scores.items() if set(by_task) != set(tasks))
     if partial:
         logger.warning("left out of the aggregate (not run on every task of %s): %s", tasks, partial)
-    return {agent: [np.asarray(by_task[task]) for task in tasks] for agent, by_task in scores.items() if agent not in partial}
+    return {entry: [np.asarray(by_task[task]) for task in tasks] for entry, by_task in scores.items() if entry not in partial}
 
 
 def iqm(per_task: list[np.ndarray]) -> float | np.ndarray:
@@ -76,23 +76,24 @@ def stratified_interval(statistic: Callable[..., float | np.ndarray], samples: t
 
 @dataclass(frozen=True)
 class AggregateRow:
-    agent: str
+    entry: str
+    """The grid entry's label (``RunRecord.entry``)."""
     runs: int
     iqm: tuple[float, float, float]
     mean: tuple[float, float, float]
     improvement: tuple[float, float, float] | None
-    """P(this agent > the reference agent) with its interval; None for the reference itself."""
+    """P(this entry > the reference entry) with its interval; None for the reference itself."""
 
 
 def aggregate(records: list[RunRecord], reference: str = REFERENCE, reps: int = 2000, metric: str = "test_accuracy") -> list[AggregateRow]:
-    """One row per agent, best IQM first."""
+    """One row per entry, best IQM first."""
     scores = score_matrices(records, metric)
     rows = []
-    for agent, per_task in scores.items():
+    for entry, per_task in scores.items():
         improvement = None
-        if reference in scores and agent != reference:
+        if reference in scores and entry != reference:
             improvement = stratified_interval(probability_of_improvement, (per_task, scores[reference]), reps)
-        rows.append(AggregateRow(agent, sum(len(s) for s in per_task), stratified_interval(iqm, (per_task,), reps),
+        rows.append(AggregateRow(entry, sum(len(s) for s in per_task), stratified_interval(iqm, (per_task,), reps),
                                  stratified_interval(mean, (per_task,), reps), improvement))
     return sorted(rows, key=lambda row: -row.iqm[0])
 
@@ -102,16 +103,16 @@ def _interval(values: tuple[float, float, float]) -> str:
 
 
 def aggregate_table(rows: list[AggregateRow], reference: str = REFERENCE) -> str:
-    """Markdown: IQM, mean and P(agent > reference), each with its 95% stratified-bootstrap interval."""
-    lines = [f"| agent | runs | IQM test accuracy | mean test accuracy | P(agent > {reference}) |", "|---|---|---|---|---|"]
+    """Markdown: IQM, mean and P(entry > reference), each with its 95% stratified-bootstrap interval."""
+    lines = [f"| entry | runs | IQM test accuracy | mean test accuracy | P(entry > {reference}) |", "|---|---|---|---|---|"]
     for row in rows:
         improvement = "—" if row.improvement is None else _interval(row.improvement)
-        lines.append(f"| {row.agent} | {row.runs} | {_interval(row.iqm)} | {_interval(row.mean)} | {improvement} |")
+        lines.append(f"| {row.entry} | {row.runs} | {_interval(row.iqm)} | {_interval(row.mean)} | {improvement} |")
     return "\n".join(lines) + "\n"
 
 
 def plot_aggregate(rows: list[AggregateRow], path: str | Path, reference: str = REFERENCE) -> Path:
-    """IQM and P(improvement) with their intervals, one line per agent."""
+    """IQM and P(improvement) with their intervals, one line per entry."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -119,7 +120,7 @@ def plot_aggregate(rows: list[AggregateRow], path: str | Path, reference: str = 
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 0.4 * len(rows) + 1.5), sharey=True)
     positions = np.arange(len(rows))[::-1]
-    for axis, key, title in ((left, "iqm", "IQM test accuracy"), (right, "improvement", f"P(agent > {reference})")):
+    for axis, key, title in ((left, "iqm", "IQM test accuracy"), (right, "improvement", f"P(entry > {reference})")):
         for y, row in zip(positions, rows):
             values = getattr(row, key)
             if values is not None:
@@ -128,7 +129,7 @@ def plot_aggregate(rows: list[AggregateRow], path: str | Path, reference: str = 
         axis.set_title(title)
         axis.grid(axis="x", alpha=0.3)
     right.axvline(0.5, color="grey", linestyle="--")
-    left.set_yticks(positions, [row.agent for row in rows])
+    left.set_yticks(positions, [row.entry for row in rows])
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)

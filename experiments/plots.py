@@ -16,16 +16,16 @@ from experiments.results import RunRecord  # noqa: E402
 
 
 def plot_accuracy(rows: list[AgentRow], path: str | Path) -> Path:
-    """Mean test accuracy per agent with 95% intervals, one panel per task; Avg-KD as a dashed line."""
+    """Mean test accuracy per grid entry with 95% intervals, one panel per task; Avg-KD as a dashed line."""
     tasks = sorted({row.task for row in rows})
     fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 0.45 * max(len(rows) / len(tasks), 4) + 1.5), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         task_rows = [row for row in rows if row.task == task and row.test_accuracy.n > 0][::-1]
         means = [row.test_accuracy.mean for row in task_rows]
         errors = [0.0 if np.isnan(row.test_accuracy.ci95) else row.test_accuracy.ci95 for row in task_rows]
-        colours = ["tab:orange" if row.agent == REFERENCE_AGENT else "tab:blue" for row in task_rows]
-        ax.barh([row.agent for row in task_rows], means, xerr=errors, color=colours, capsize=3)
-        reference = [row.test_accuracy.mean for row in task_rows if row.agent == REFERENCE_AGENT]
+        colours = ["tab:orange" if row.entry == REFERENCE_AGENT else "tab:blue" for row in task_rows]
+        ax.barh([row.entry for row in task_rows], means, xerr=errors, color=colours, capsize=3)
+        reference = [row.test_accuracy.mean for row in task_rows if row.entry == REFERENCE_AGENT]
         if reference:
             ax.axvline(reference[0], color="tab:orange", linestyle="--", linewidth=1)
         low = min(m - e for m, e in zip(means, errors)) if means else 0.0
@@ -38,15 +38,15 @@ def plot_accuracy(rows: list[AgentRow], path: str | Path) -> Path:
 
 
 def plot_curves(records: list[RunRecord], path: str | Path) -> Path:
-    """Episode reward and dev accuracy against env steps, averaged over seeds, per task and agent."""
+    """Episode reward and dev accuracy against env steps, averaged over seeds, per task and grid entry."""
     series: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
     for record in records:
         if record.status == "ok" and record.curves.get("env_steps"):
-            series[(record.task, record.agent)].append(record)
+            series[(record.task, record.entry)].append(record)
     tasks = sorted({task for task, _ in series})
     fig, axes = plt.subplots(2, max(len(tasks), 1), figsize=(6 * max(len(tasks), 1), 7), squeeze=False)
     for column, task in enumerate(tasks):
-        for (series_task, agent), runs in sorted(series.items()):
+        for (series_task, entry), runs in sorted(series.items()):
             if series_task != task:
                 continue
             for row, metric in enumerate(("episode_reward", "dev_accuracy")):
@@ -55,7 +55,7 @@ def plot_curves(records: list[RunRecord], path: str | Path) -> Path:
                     continue
                 steps = np.asarray(runs[0].curves["env_steps"][:length])
                 values = np.mean([r.curves[metric][:length] for r in runs], axis=0)
-                axes[row][column].plot(steps, values, label=agent, linewidth=1.2)
+                axes[row][column].plot(steps, values, label=entry, linewidth=1.2)
         axes[0][column].set_title(task)
         axes[0][column].set_ylabel("episode reward (mean over seeds)")
         axes[1][column].set_ylabel("dev accuracy at episode end")
@@ -66,15 +66,15 @@ def plot_curves(records: list[RunRecord], path: str | Path) -> Path:
 
 
 def plot_selection(records: list[RunRecord], path: str | Path) -> Path | None:
-    """Per agent and task: selection rate when each teacher is right vs wrong, and by difficulty."""
+    """Per grid entry and task: selection rate when each teacher is right vs wrong, and by difficulty."""
     profiled = [r for r in records if r.status == "ok" and r.selection]
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for record in profiled:
-        groups[(record.task, record.agent)].append(record.selection)
+        groups[(record.task, record.entry)].append(record.selection)
     if not groups:
         return None
     fig, axes = plt.subplots(len(groups), 2, figsize=(11, 3.4 * len(groups)), squeeze=False)
-    for row, ((task, agent), profiles) in enumerate(sorted(groups.items())):
+    for row, ((task, entry), profiles) in enumerate(sorted(groups.items())):
         teachers = profiles[0]["teachers"]
         right, wrong = _mean_rates(profiles, "rate_when_correct"), _mean_rates(profiles, "rate_when_wrong")
         x = np.arange(len(teachers))
@@ -83,7 +83,7 @@ def plot_selection(records: list[RunRecord], path: str | Path) -> Path | None:
         axes[row][0].set_xticks(x, teachers, rotation=15, fontsize=7)
         axes[row][0].set_ylim(0, 1)
         axes[row][0].set_ylabel("selection rate")
-        axes[row][0].set_title(f"{task} / {agent}", fontsize=9)
+        axes[row][0].set_title(f"{task} / {entry}", fontsize=9)
         axes[row][0].legend(fontsize=7)
         levels = sorted({level for p in profiles for level in p["wrong_teachers"]})
         for k, teacher in enumerate(teachers):

@@ -1,4 +1,4 @@
-"""Tables and plots from a results file: per-agent means with 95% intervals, and paired differences.
+"""Tables and plots from a results file: per grid entry means with 95% intervals, and paired differences.
 
 The paired differences of an agent to the reference agents (Avg-KD, the best single teacher as
 ``best_teacher`` picks it by dev accuracy: the paper's two baselines; and hard labels alone, ``no_kd``)
@@ -32,7 +32,7 @@ PRIVILEGED_AGENTS = ("correct_teachers", "oracle")
 """Reference selectors with privileged information: they bound selection, they do not compete."""
 
 RunsByAgent = dict[tuple[str, str], dict[int, RunRecord]]
-"""(task, agent label) -> seed -> the run that counts."""
+"""(task, entry label) -> seed -> the run that counts."""
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,10 @@ class Summary:
 
 @dataclass(frozen=True)
 class AgentRow:
-    """One line of the comparison table."""
+    """One line of the comparison table: one grid entry (``RunRecord.entry``) on one task."""
 
     task: str
-    agent: str
+    entry: str
     test_accuracy: Summary
     test_macro_f1: Summary
     dev_accuracy: Summary
@@ -77,15 +77,15 @@ class AgentRow:
 
 
 def successful_runs(records: list[RunRecord]) -> RunsByAgent:
-    """Successful runs grouped by (task, agent label) and seed.
+    """Successful runs grouped by (task, entry label) and seed.
 
-    Where a results file holds several successful runs of one (task, agent, seed), for instance after a
+    Where a results file holds several successful runs of one (task, entry, seed), for instance after a
     preset's config changed, the latest one counts.
     """
     ok: RunsByAgent = defaultdict(dict)
     for record in records:
         if record.status == "ok":
-            ok[(record.task, record.agent)][record.seed] = record
+            ok[(record.task, record.entry)][record.seed] = record
     return ok
 
 
@@ -95,26 +95,26 @@ def paired(runs: dict[int, RunRecord], other: dict[int, RunRecord]) -> Summary:
 
 
 def summarise(records: list[RunRecord], reference: str = REFERENCE_AGENT) -> list[AgentRow]:
-    """Rows per (task, agent), sorted by task then mean test accuracy (best first)."""
+    """Rows per (task, entry), sorted by task then mean test accuracy (best first)."""
     ok = successful_runs(records)
     failed: dict[tuple[str, str], int] = defaultdict(int)
     for record in records:
         if record.status != "ok":
-            failed[(record.task, record.agent)] += 1
+            failed[(record.task, record.entry)] += 1
     rows = []
-    for task, agent in sorted(set(ok) | set(failed)):
-        runs = ok.get((task, agent), {})
+    for task, entry in sorted(set(ok) | set(failed)):
+        runs = ok.get((task, entry), {})
         rows.append(
             AgentRow(
                 task=task,
-                agent=agent,
+                entry=entry,
                 test_accuracy=Summary.of([r.test_accuracy for r in runs.values()]),
                 test_macro_f1=Summary.of([r.test_macro_f1 for r in runs.values()]),
                 dev_accuracy=Summary.of([r.dev_accuracy for r in runs.values()]),
                 paired_vs_reference=paired(runs, ok.get((task, reference), {})),
                 paired_vs_best_single=paired(runs, ok.get((task, BEST_SINGLE_AGENT), {})),
                 paired_vs_no_kd=paired(runs, ok.get((task, NO_KD_AGENT), {})),
-                failed_runs=failed.get((task, agent), 0),
+                failed_runs=failed.get((task, entry), 0),
             )
         )
     return sorted(rows, key=lambda row: (row.task, -np.nan_to_num(row.test_accuracy.mean, nan=-1.0)))
@@ -158,9 +158,9 @@ def _best_by_dev(runs: RunsByAgent, task: str, labels: list[str]) -> str | None:
 
 
 def _tasks(runs: RunsByAgent):
-    """Per task: its agent labels, its best single teacher (by dev) and a label -> runs lookup."""
+    """Per task: its entry labels, its best single teacher (by dev) and a label -> runs lookup."""
     for task in sorted({task for task, _ in runs}):
-        labels = sorted(agent for t, agent in runs if t == task)
+        labels = sorted(entry for t, entry in runs if t == task)
         single = _best_by_dev(runs, task, [a for a in labels if a == BEST_SINGLE_AGENT or a.startswith("single:")])
         yield task, labels, single, lambda label, task=task: runs.get((task, label), {}) if label else {}
 
@@ -266,24 +266,24 @@ def _fmt(summary: Summary, signed: bool = False) -> str:
 
 
 def markdown_table(rows: list[AgentRow], reference: str = REFERENCE_AGENT) -> str:
-    """Mean ± 95% CI half-width over seeds; the paired columns are agent minus the column's agent, per
-    seed (the ``best_teacher`` and ``no_kd`` columns only where that agent ran)."""
-    present = {r.agent for r in rows}
+    """Mean ± 95% CI half-width over seeds; the paired columns are the row's entry minus the column's, per
+    seed (the ``best_teacher`` and ``no_kd`` columns only where that entry ran)."""
+    present = {r.entry for r in rows}
     optional = ((BEST_SINGLE_AGENT, "paired_vs_best_single"), (NO_KD_AGENT, "paired_vs_no_kd"))
-    columns = [(reference, "paired_vs_reference")] + [(agent, name) for agent, name in optional if agent in present]
+    columns = [(reference, "paired_vs_reference")] + [(entry, name) for entry, name in optional if entry in present]
     header = (
-        "| task | agent | seeds | test accuracy | std | test macro-F1 | dev accuracy |"
-        + "".join(f" paired Δ vs {agent} |" for agent, _ in columns) + " failed |\n"
+        "| task | entry | seeds | test accuracy | std | test macro-F1 | dev accuracy |"
+        + "".join(f" paired Δ vs {entry} |" for entry, _ in columns) + " failed |\n"
         + "|---" * (8 + len(columns)) + "|\n"
     )
 
-    def paired_cell(row: AgentRow, agent: str, name: str) -> str:
-        return "—" if row.agent == agent else _fmt(getattr(row, name), signed=True)
+    def paired_cell(row: AgentRow, entry: str, name: str) -> str:
+        return "—" if row.entry == entry else _fmt(getattr(row, name), signed=True)
 
     lines = [
-        f"| {r.task} | {r.agent} | {r.test_accuracy.n} | {_fmt(r.test_accuracy)} | "
+        f"| {r.task} | {r.entry} | {r.test_accuracy.n} | {_fmt(r.test_accuracy)} | "
         f"{'-' if math.isnan(r.test_accuracy.std) else f'{r.test_accuracy.std:.4f}'} | {_fmt(r.test_macro_f1)} | "
-        f"{_fmt(r.dev_accuracy)} |" + "".join(f" {paired_cell(r, agent, name)} |" for agent, name in columns)
+        f"{_fmt(r.dev_accuracy)} |" + "".join(f" {paired_cell(r, entry, name)} |" for entry, name in columns)
         + f" {r.failed_runs} |"
         for r in rows
     ]
@@ -294,21 +294,21 @@ def write_csv(rows: list[AgentRow], path: str | Path) -> None:
     fields = ["test_accuracy", "test_macro_f1", "dev_accuracy", "paired_vs_reference", "paired_vs_best_single", "paired_vs_no_kd"]
     with Path(path).open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["task", "agent", "seeds", "failed"] + [f"{f}_{s}" for f in fields for s in ("mean", "std", "ci95")])
+        writer.writerow(["task", "entry", "seeds", "failed"] + [f"{f}_{s}" for f in fields for s in ("mean", "std", "ci95")])
         for r in rows:
             values = [getattr(r, f) for f in fields]
-            writer.writerow([r.task, r.agent, r.test_accuracy.n, r.failed_runs] + [x for v in values for x in (v.mean, v.std, v.ci95)])
+            writer.writerow([r.task, r.entry, r.test_accuracy.n, r.failed_runs] + [x for v in values for x in (v.mean, v.std, v.ci95)])
 
 
 def single_teacher_table(records: list[RunRecord]) -> str:
     """The paper's observation: each teacher's own test accuracy beside its student's (distilled alone)."""
-    rows = [row for row in summarise(records) if row.agent.startswith("single:")]
+    rows = [row for row in summarise(records) if row.entry.startswith("single:")]
     if not rows:
         return ""
     teacher_accuracy = {(r.task, name): acc for r in records for name, acc in r.teacher_test_accuracy.items()}
     lines = ["| task | teacher | teacher test accuracy | student distilled from it alone |", "|---|---|---|---|"]
-    for row in sorted(rows, key=lambda r: (r.task, -teacher_accuracy.get((r.task, r.agent[len("single:"):]), 0.0))):
-        name = row.agent[len("single:"):]
+    for row in sorted(rows, key=lambda r: (r.task, -teacher_accuracy.get((r.task, r.entry[len("single:"):]), 0.0))):
+        name = row.entry[len("single:"):]
         accuracy = teacher_accuracy.get((row.task, name))
         lines.append(f"| {row.task} | {name} | {'-' if accuracy is None else f'{accuracy:.4f}'} | {_fmt(row.test_accuracy)} |")
     return "\n".join(lines) + "\n"

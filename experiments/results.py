@@ -1,8 +1,11 @@
 """One line of JSON per finished run, appended as soon as the run ends.
 
 The comparison script and the sweep both write this format, so the same tables and plots read either.
-A run is identified by its key (agent, task, seed and a hash of its config): a re-run of an
-interrupted grid skips every key already present and loses nothing.
+A run is identified by its key (grid entry label, task, seed and a hash of its config): a re-run of
+an interrupted grid skips every key already present and loses nothing.
+
+Files written before the field ``agent`` was renamed ``entry`` still load (``record_from_json``); the
+key's text is unchanged, so their runs still count as done.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ def config_hash(config: dict) -> str:
 
 @dataclass(frozen=True)
 class RunRecord:
-    """The outcome of one (agent, task, seed, config) run; failed runs keep their error."""
+    """The outcome of one (entry, task, seed, config) run; failed runs keep their error."""
 
-    agent: str
+    entry: str
+    """The grid entry's label (``single:minilm-l6``, ``reinforce_paper``; in a sweep, the agent name),
+    not necessarily an agent registry name: that one is ``config["train"]["agent"]``."""
     task: str
     seed: int
     student: str
@@ -49,11 +54,11 @@ class RunRecord:
 
     @property
     def key(self) -> str:
-        return run_key(self.agent, self.task, self.seed, self.config)
+        return run_key(self.entry, self.task, self.seed, self.config)
 
 
 def finished_record(result, curves: EpisodeCurves, **identity) -> RunRecord:
-    """The record of a run that ended: ``identity`` (agent, task, seed, student, teachers, config and
+    """The record of a run that ended: ``identity`` (entry, task, seed, student, teachers, config and
     any extra fields) with the accuracies, steps and time of its ``TrainResult``, and its curves."""
     return RunRecord(
         **identity, test_accuracy=result.test_accuracy, test_macro_f1=result.test_macro_f1,
@@ -69,8 +74,20 @@ def failed_record(error: str, env_steps: int, wall_time_s: float, **identity) ->
     )
 
 
-def run_key(agent: str, task: str, seed: int, config: dict) -> str:
-    return f"{agent}|{task}|{seed}|{config_hash(config)}"
+def run_key(entry: str, task: str, seed: int, config: dict) -> str:
+    return f"{entry}|{task}|{seed}|{config_hash(config)}"
+
+
+LEGACY_FIELDS = {"agent": "entry"}
+"""Record fields renamed since results files were first written: old JSON key -> field."""
+
+
+def record_from_json(data: dict) -> RunRecord:
+    """A record from its JSON object, old field names (``LEGACY_FIELDS``) mapped to the current ones."""
+    for old, new in LEGACY_FIELDS.items():
+        if old in data and new not in data:
+            data = {new if key == old else key: value for key, value in data.items()}
+    return RunRecord(**data)
 
 
 def append_record(path: str | Path, record: RunRecord) -> None:
@@ -111,7 +128,7 @@ def read_records(path: str | Path) -> list[RunRecord]:
         if not line.strip():
             continue
         try:
-            records.append(RunRecord(**json.loads(line)))
+            records.append(record_from_json(json.loads(line)))
         except (json.JSONDecodeError, TypeError) as error:
             logger.warning("skipping unreadable line %d of %s: %s", number, path, error)
     return records

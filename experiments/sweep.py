@@ -20,7 +20,7 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from experiments.results import EpisodeCurves, RunRecord, append_record, completed_keys, failed_record, finished_record, run_key
+from experiments.results import EpisodeCurves, RunRecord, append_record, completed_keys, failed_record, finished_record, record_from_json, run_key
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def _grid_points(grid: dict[str, list]) -> list[dict]:
 def trial_identity(trial: Trial) -> dict:
     """The fields that name a trial's record (the rest come from its outcome)."""
     return dict(
-        agent=trial.agent, task=trial.task, seed=trial.seed, student=trial.env_kwargs.get("student", "head"),
+        entry=trial.agent, task=trial.task, seed=trial.seed, student=trial.env_kwargs.get("student", "head"),
         teachers=list(trial.env_kwargs.get("teachers") or []), config=trial.config,
     )
 
@@ -150,7 +150,7 @@ def _record_writer(results_path: Path):
             self.written: list[RunRecord] = []
 
         def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-            self._write(RunRecord(**json.loads(result["record"])))
+            self._write(record_from_json(json.loads(result["record"])))
 
         def on_trial_error(self, iteration, trials, trial, **info) -> None:
             # The worker died (or the trainable raised before reporting): no record came back.

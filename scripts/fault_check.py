@@ -181,11 +181,11 @@ def case_pickle_payload(folder: Path) -> str:
 
 def case_torn_results_line(folder: Path) -> str:
     path = folder / "results.jsonl"
-    record = RunRecord(agent="avg_kd", task="synthetic", seed=0, student="head", teachers=["a"], test_accuracy=0.5,
+    record = RunRecord(entry="avg_kd", task="synthetic", seed=0, student="head", teachers=["a"], test_accuracy=0.5,
                        test_macro_f1=0.5, dev_accuracy=0.5, env_steps=1, wall_time_s=1.0)
     append_record(path, record)
     with path.open("a") as handle:
-        handle.write('{"agent": "avg_kd", "ta')  # a crash mid-write
+        handle.write('{"entry": "avg_kd", "ta')  # a crash mid-write
     append_record(path, record)
     WARNINGS.messages.clear()
     count = len(read_records(path))

@@ -7,8 +7,8 @@ from experiments.aggregate import aggregate, aggregate_table, iqm, plot_aggregat
 from experiments.results import RunRecord
 
 
-def record(agent, task, seed, accuracy, status="ok"):
-    return RunRecord(agent=agent, task=task, seed=seed, student="head", teachers=[], test_accuracy=accuracy, test_macro_f1=accuracy,
+def record(entry, task, seed, accuracy, status="ok"):
+    return RunRecord(entry=entry, task=task, seed=seed, student="head", teachers=[], test_accuracy=accuracy, test_macro_f1=accuracy,
                      dev_accuracy=accuracy, env_steps=1, wall_time_s=0.0, status=status)
 
 
@@ -30,10 +30,10 @@ def test_aggregate_rows_and_outputs(tmp_path):
     records.append(record("reinforce", "a", 9, None, status="failed"))
     records.append(record("ppo", "a", 0, 0.99))  # not run on task b: left out
     rows = aggregate(records, reps=200)
-    assert [row.agent for row in rows] == ["reinforce", "avg_kd", "no_kd"]
-    by_agent = {row.agent: row for row in rows}
+    assert [row.entry for row in rows] == ["reinforce", "avg_kd", "no_kd"]
+    by_agent = {row.entry: row for row in rows}
     assert by_agent["reinforce"].runs == 10 and by_agent["avg_kd"].improvement is None
     assert by_agent["reinforce"].improvement[0] == pytest.approx(1.0) and by_agent["no_kd"].improvement[0] == pytest.approx(0.0)
     table = aggregate_table(rows)
-    assert "P(agent > avg_kd)" in table and "| reinforce | 10 |" in table
+    assert "P(entry > avg_kd)" in table and "| reinforce | 10 |" in table
     assert plot_aggregate(rows, tmp_path / "aggregate.png").stat().st_size > 0

@@ -81,7 +81,7 @@ def test_compare_runs_an_ad_hoc_grid(tmp_path):
                                  *SMALL, "--out", str(out), "--logdir", str(tmp_path / "runs")])
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert sorted(r["agent"] for r in records) == ["avg_kd", "no_kd"] and all(r["status"] == "ok" for r in records)
+    assert sorted(r["entry"] for r in records) == ["avg_kd", "no_kd"] and all(r["status"] == "ok" for r in records)
     assert (out / "table.md").is_file()
 
 

@@ -27,22 +27,22 @@ def test_grid_records_every_run_resumes_and_keeps_failures(tmp_path):
     ]
     assert run_grid(tiny_preset(entries), results, tmp_path / "runs") == 6
     records = read_records(results)
-    assert sorted((r.agent, r.seed, r.status) for r in records) == [
+    assert sorted((r.entry, r.seed, r.status) for r in records) == [
         ("avg_kd", 0, "ok"), ("avg_kd", 1, "ok"), ("broken", 0, "failed"), ("broken", 1, "failed"),
         ("reinforce", 0, "ok"), ("reinforce", 1, "ok"),
     ]
-    reinforce = next(r for r in records if r.agent == "reinforce")
+    reinforce = next(r for r in records if r.entry == "reinforce")
     # 2 epochs of 128 / 16 batches, plus the selector's pre-training epoch (the student is put back after it).
-    assert reinforce.env_steps == 24 and next(r for r in records if r.agent == "avg_kd").env_steps == 16
+    assert reinforce.env_steps == 24 and next(r for r in records if r.entry == "avg_kd").env_steps == 16
     assert reinforce.config["train"]["agent_kwargs"]["pretrain_student_steps"] == 8  # 1 epoch, in steps
     assert len(reinforce.curves["dev_accuracy"]) == 3 and 0.0 <= reinforce.test_accuracy <= 1.0
     assert reinforce.selection["teachers"] == reinforce.teachers and len(reinforce.selection["rate_when_correct"]) == 4
-    assert "advantage" in next(r for r in records if r.agent == "broken").error
+    assert "advantage" in next(r for r in records if r.entry == "broken").error
     json.dumps([r.teacher_test_accuracy for r in records])  # plain JSON all the way down
 
     # A re-run skips finished runs and retries only the failed ones.
     assert run_grid(tiny_preset(entries), results, tmp_path / "runs") == 2
-    rows = {row.agent: row for row in summarise(read_records(results))}
+    rows = {row.entry: row for row in summarise(read_records(results))}
     assert rows["avg_kd"].test_accuracy.n == 2 and rows["broken"].failed_runs == 4
 
 
@@ -54,7 +54,7 @@ def test_parallel_workers_record_the_same_runs_as_one_process(tmp_path):
     assert run_grid(tiny_preset(entries), parallel, tmp_path / "runs", workers=2) == 4
 
     def outcomes(path):
-        return sorted((r.agent, r.seed, r.status, r.test_accuracy) for r in read_records(path))
+        return sorted((r.entry, r.seed, r.status, r.test_accuracy) for r in read_records(path))
 
     assert outcomes(parallel) == outcomes(serial)
     assert run_grid(tiny_preset(entries), parallel, tmp_path / "runs", workers=2) == 0

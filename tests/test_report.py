@@ -7,9 +7,9 @@ from experiments.report import Summary, headroom_summary, headroom_table, markdo
 from experiments.results import RunRecord
 
 
-def record(agent, seed, accuracy, task="synthetic", dev=None, **extra):
+def record(entry, seed, accuracy, task="synthetic", dev=None, **extra):
     return RunRecord(
-        agent=agent, task=task, seed=seed, student="head", teachers=["t0", "t1"], test_accuracy=accuracy,
+        entry=entry, task=task, seed=seed, student="head", teachers=["t0", "t1"], test_accuracy=accuracy,
         test_macro_f1=accuracy - 0.1, dev_accuracy=accuracy if dev is None else dev, env_steps=10, wall_time_s=1.0,
         **extra,
     )
@@ -33,11 +33,11 @@ def test_paired_difference_is_per_seed():
     records = [record("avg_kd", s, a) for s, a in enumerate([0.60, 0.70, 0.80])]
     records += [record("reinforce", s, a + 0.01 * (s + 1)) for s, a in enumerate([0.60, 0.70, 0.80])]
     failed = RunRecord(
-        agent="reinforce", task="synthetic", seed=9, student="head", teachers=[], test_accuracy=None,
+        entry="reinforce", task="synthetic", seed=9, student="head", teachers=[], test_accuracy=None,
         test_macro_f1=None, dev_accuracy=None, env_steps=3, wall_time_s=0.1, status="failed", error="boom",
     )
     records.append(failed)
-    rows = {row.agent: row for row in summarise(records)}
+    rows = {row.entry: row for row in summarise(records)}
     paired = rows["reinforce"].paired_vs_reference
     # Differences 0.01, 0.02, 0.03: the seed spread (0.6..0.8) does not enter the paired interval.
     assert paired.n == 3 and paired.mean == pytest.approx(0.02) and paired.std == pytest.approx(0.01)
@@ -49,7 +49,7 @@ def test_paired_difference_is_per_seed():
 def test_paired_difference_to_the_best_single_teacher():
     records = [record("avg_kd", s, 0.60) for s in range(2)] + [record("best_teacher", s, 0.65 + 0.01 * s) for s in range(2)]
     records += [record("reinforce", s, 0.66) for s in range(2)]
-    rows = {row.agent: row for row in summarise(records)}
+    rows = {row.entry: row for row in summarise(records)}
     assert rows["reinforce"].paired_vs_best_single.mean == pytest.approx(0.005)
     assert rows["reinforce"].paired_vs_reference.mean == pytest.approx(0.06)
     table = markdown_table(list(rows.values()))
@@ -122,7 +122,7 @@ def test_table_has_the_paired_difference_to_hard_labels_where_no_kd_ran():
     rows = summarise(grid(avg_kd=[0.6, 0.7], no_kd=[0.55, 0.6], reinforce=[0.62, 0.72]))
     table = markdown_table(rows)
     assert "paired Δ vs no_kd" in table and table.splitlines()[1].count("---") == 10
-    reinforce = next(r for r in rows if r.agent == "reinforce")
+    reinforce = next(r for r in rows if r.entry == "reinforce")
     assert reinforce.paired_vs_no_kd.mean == pytest.approx(0.095)
 
 

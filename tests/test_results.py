@@ -1,9 +1,11 @@
+import json
+
 from experiments.results import RunRecord, append_record, completed_keys, read_records, run_key
 
 
 def record(seed, status="ok", **config):
     return RunRecord(
-        agent="avg_kd", task="synthetic", seed=seed, student="head", teachers=["a", "b"],
+        entry="avg_kd", task="synthetic", seed=seed, student="head", teachers=["a", "b"],
         test_accuracy=0.7 if status == "ok" else None, test_macro_f1=0.6 if status == "ok" else None,
         dev_accuracy=0.7 if status == "ok" else None, env_steps=100, wall_time_s=1.5, config=config,
         status=status, error=None if status == "ok" else "ValueError: boom",
@@ -15,7 +17,7 @@ def test_append_read_and_skip_completed(tmp_path):
     append_record(path, record(0, lr=1))
     append_record(path, record(1, status="failed", lr=1))
     with path.open("a") as handle:
-        handle.write('{"agent": "avg_kd", "task": "synth')  # a line cut short by an interruption
+        handle.write('{"entry": "avg_kd", "task": "synth')  # a line cut short by an interruption
     records = read_records(path)
     assert [r.seed for r in records] == [0, 1]
     assert records[0] == record(0, lr=1)
@@ -28,11 +30,28 @@ def test_record_after_a_torn_line_is_kept(tmp_path, caplog):
     path = tmp_path / "results.jsonl"
     append_record(path, record(0))
     with path.open("a") as handle:
-        handle.write('{"agent": "avg_kd", "task": "synth')  # a crash mid-write
+        handle.write('{"entry": "avg_kd", "task": "synth')  # a crash mid-write
     append_record(path, record(1))
     append_record(path, record(2))
     assert [r.seed for r in read_records(path)] == [0, 1, 2]
     assert [r.message for r in caplog.records if "skipping unreadable line 2" in r.message]
+
+
+def test_a_file_written_before_the_rename_still_loads_and_its_runs_still_count(tmp_path):
+    # A line as results files held it when the entry label was stored under "agent".
+    legacy = {"agent": "single:minilm-l6", "task": "synthetic", "seed": 0, "student": "head", "teachers": ["a"],
+              "test_accuracy": 0.7, "test_macro_f1": 0.6, "dev_accuracy": 0.7, "env_steps": 10, "wall_time_s": 1.0,
+              "config": {"lr": 1}, "status": "ok", "error": None, "teacher_test_accuracy": {}, "curves": {}, "selection": {}}
+    path = tmp_path / "results.jsonl"
+    path.write_text(json.dumps(legacy, sort_keys=True) + "\n")
+    [old] = read_records(path)
+    assert old.entry == "single:minilm-l6"
+    # The key's text is what it was (label|task|seed|config hash), so the run is not redone.
+    assert old.key == "single:minilm-l6|synthetic|0|1efe365887b5"
+    assert completed_keys(path) == {run_key("single:minilm-l6", "synthetic", 0, {"lr": 1})}
+    append_record(path, record(1))  # new lines go out under "entry"; both kinds read back together
+    assert '"entry": "avg_kd"' in path.read_text().splitlines()[1]
+    assert [r.entry for r in read_records(path)] == ["single:minilm-l6", "avg_kd"]
 
 
 def test_missing_file_has_no_records(tmp_path):

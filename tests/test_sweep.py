@@ -50,7 +50,7 @@ def test_two_trial_sweep_records_accuracies_and_resumes(tmp_path, local_ray):
     written = run_sweep(spec, results, logdir=tmp_path / "runs")
 
     records = read_records(results)
-    assert sorted(r.agent for r in records) == ["avg_kd", "random"]
+    assert sorted(r.entry for r in records) == ["avg_kd", "random"]
     assert {r.key for r in records} == {t.key for t in plan_trials(spec)}
     assert [r.key for r in written] == [r.key for r in records]
     for record in records:
