@@ -193,7 +193,7 @@ class CorrectTeachers(PrivilegedRule):
             raise ValueError(f"unknown fallback {config.fallback!r}; expected one of {FALLBACKS}")
         train = env.unwrapped.data.splits["train"]
         self.correct = train.teacher_correct().numpy()
-        self.teacher_ce = train.teacher_ce.numpy()
+        self.raw_teacher_ce = train.raw_teacher_ce.numpy()
 
     def rule(self, grid):
         rows = self._rows()
@@ -202,7 +202,7 @@ class CorrectTeachers(PrivilegedRule):
         if self.config.fallback == "all":
             scores[none_right] = 1.0
         elif self.config.fallback == "lowest_ce":
-            scores[none_right, self.teacher_ce[rows[none_right]].argmin(axis=1)] = 1.0
+            scores[none_right, self.raw_teacher_ce[rows[none_right]].argmin(axis=1)] = 1.0
         return scores
 
 

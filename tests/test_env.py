@@ -286,7 +286,7 @@ def test_teacher_class_count_mismatch_is_rejected():
     train = data.splits["train"]
     broken = dict(data.splits, train=train.__class__(
         labels=train.labels, student_inputs=train.student_inputs, semantic=train.semantic,
-        teacher_logits=train.teacher_logits[..., :3], teacher_ce=train.teacher_ce,
+        teacher_logits=train.teacher_logits[..., :3], raw_teacher_ce=train.raw_teacher_ce,
     ))
     with pytest.raises(ValueError, match="3 classes but the task has 4"):
         DistillationData(task="synthetic", class_names=data.class_names, teacher_names=data.teacher_names, splits=broken)

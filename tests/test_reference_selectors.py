@@ -15,7 +15,7 @@ SELECT, WEIGHT = "kd_env/TeacherSelection-v0", "kd_env/TeacherWeighting-v0"
 def rollout(agent, env, steps=6):
     """(action (B, K), teacher_correct (B, K), teacher CE (B, K), oracle (B, K)) for each step."""
     train = env.unwrapped.data.splits["train"]
-    correct, ce = train.teacher_correct().numpy(), train.teacher_ce.numpy()
+    correct, ce = train.teacher_correct().numpy(), train.raw_teacher_ce.numpy()
     obs, info = env.reset(seed=0)
     shape = env.unwrapped.obs_shape[:2]
     seen = []

@@ -21,7 +21,9 @@ class SplitData:
 
     ``student_inputs`` maps input names to tensors whose first dimension is N (``features`` for the
     head student, ``input_ids``/``attention_mask`` for a transformer student). ``semantic`` is the
-    (N, D) frozen-encoder vector of each instance. ``expert_mask`` (N, K) marks the teachers known to
+    (N, D) frozen-encoder vector of each instance. ``raw_teacher_ce`` (N, K) is each teacher's
+    cross-entropy against the gold label, unbounded (the observation's ``teacher_ce`` feature group is
+    its squashed form, computed from the logits). ``expert_mask`` (N, K) marks the teachers known to
     be right for an instance, where the task knows it (the synthetic task); else None.
     """
 
@@ -29,7 +31,7 @@ class SplitData:
     student_inputs: dict[str, torch.Tensor]
     semantic: torch.Tensor
     teacher_logits: torch.Tensor
-    teacher_ce: torch.Tensor
+    raw_teacher_ce: torch.Tensor
     expert_mask: torch.Tensor | None = None
 
     def __len__(self) -> int:
@@ -57,8 +59,8 @@ class SplitData:
                 f"split {name!r}: teachers output {self.teacher_logits.shape[2]} classes but the task has "
                 f"{num_classes}"
             )
-        if self.teacher_ce.shape != (n, num_teachers):
-            raise ValueError(f"split {name!r}: teacher CE has shape {tuple(self.teacher_ce.shape)}, expected ({n}, {num_teachers})")
+        if self.raw_teacher_ce.shape != (n, num_teachers):
+            raise ValueError(f"split {name!r}: teacher CE has shape {tuple(self.raw_teacher_ce.shape)}, expected ({n}, {num_teachers})")
         if self.semantic.ndim != 2 or self.semantic.shape[0] != n:
             raise ValueError(f"split {name!r}: semantic vectors have shape {tuple(self.semantic.shape)}, expected ({n}, D)")
         for key, tensor in self.student_inputs.items():

@@ -134,7 +134,7 @@ def build_synthetic_data(teachers: list[str] | None = None, options: dict | None
             student_inputs={"features": features},
             semantic=features,
             teacher_logits=torch.tensor(logits, dtype=torch.float32),
-            teacher_ce=torch.tensor(ce, dtype=torch.float32),
+            raw_teacher_ce=torch.tensor(ce, dtype=torch.float32),
             expert_mask=torch.tensor(expert_mask[:, teacher_index]),
         )
     return DistillationData(

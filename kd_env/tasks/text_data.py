@@ -67,7 +67,7 @@ def build_text_data(
             student_inputs=inputs,
             semantic=vectors,
             teacher_logits=outputs.logits,
-            teacher_ce=outputs.ce,
+            raw_teacher_ce=outputs.ce,
         )
     for name, accuracy in cache.accuracies().items():
         logger.info("teacher %s: dev %.3f, test %.3f", name, accuracy["dev"], accuracy["test"])
