@@ -31,6 +31,10 @@ class Agent(ABC):
     name: str = ""
     learns: bool = True
     """False for fixed rules: reports set learned selectors apart from the baselines they must beat."""
+    runs_in_lockstep: bool = False
+    """True when the agent draws random numbers only from generators of its own (seeded from its
+    config) after it is built: N of them can then learn side by side in threads
+    (``agents.lockstep``) with the results each gets alone."""
 
     def __init__(self, env: gym.Env, config: Any) -> None:
         self.env = env
@@ -79,18 +83,21 @@ def agent_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def agent_learns(name: str) -> bool:
-    """Whether the agent registered as ``name`` learns its selection (rather than follows a fixed rule)."""
+def agent_class(name: str) -> type[Agent]:
+    """The class registered as ``name`` (its ``learns`` and ``runs_in_lockstep`` say what it is)."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown agent {name!r}; available: {agent_names()}")
-    return _REGISTRY[name][0].learns
+    return _REGISTRY[name][0]
+
+
+def agent_learns(name: str) -> bool:
+    """Whether the agent registered as ``name`` learns its selection (rather than follows a fixed rule)."""
+    return agent_class(name).learns
 
 
 def make(name: str, env: gym.Env, **config: Any) -> Agent:
     """Build the agent registered as ``name`` on ``env``; ``config`` overrides its config fields."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown agent {name!r}; available: {agent_names()}")
-    cls, defaults = _REGISTRY[name]
+    cls, defaults = agent_class(name), _REGISTRY[name][1]
     agent = cls(env, cls.config_class(**{**defaults, **config}))
     agent.name = name
     return agent

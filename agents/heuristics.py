@@ -67,6 +67,7 @@ class RuleAgent(Agent):
     """Drives the env with ``rule(grid) -> (B, K)`` scores; ``learn`` just trains the student."""
 
     learns = False
+    runs_in_lockstep = True
 
     config_class = RuleConfig
     needs_weights_env = False

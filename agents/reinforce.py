@@ -115,6 +115,7 @@ def restore_student(env, snapshot: dict) -> tuple[np.ndarray, dict]:
 class ReinforceAgent(Agent):
     config_class = ReinforceConfig
     action_mode = "select"
+    runs_in_lockstep = True  # samples from ``self.generator``; the policy is drawn under a forked RNG
 
     def __init__(self, env, config: ReinforceConfig) -> None:
         super().__init__(env, config)

@@ -71,9 +71,13 @@ class TrainResult:
     wall_time_s: float
 
 
-def make_env(config: TrainConfig, run_dir: Path | None = None, start_step: int = 0) -> gym.Env:
-    """The env an agent drives: episodes continue one student; logged when ``run_dir`` is given."""
-    env = ContinuingStudent(gym.make(config.env_id, **config.env_kwargs))
+def make_env(config: TrainConfig, run_dir: Path | None = None, start_step: int = 0, base_env: gym.Env | None = None) -> gym.Env:
+    """The env an agent drives: episodes continue one student; logged when ``run_dir`` is given.
+
+    ``base_env``: the env to wrap instead of ``gym.make(config.env_id, **config.env_kwargs)`` (a
+    lockstep sub-env, ``agents.lockstep``).
+    """
+    env = ContinuingStudent(gym.make(config.env_id, **config.env_kwargs) if base_env is None else base_env)
     return env if run_dir is None else RunLogger(env, run_dir, start_step, config.log_every)
 
 
@@ -97,11 +101,35 @@ def train(config: TrainConfig, callback: agents.base.StepCallback | None = None,
 
     ``checkpoint_every``: env steps between periodic checkpoints (None: only at the end and on a stop).
     """
+    return start_run(config).finish(callback, checkpoint_every)
+
+
+@dataclass
+class StartedRun:
+    """A fresh run with its folder, env and agent, before any learning."""
+
+    config: TrainConfig
+    run_dir: Path
+    env: gym.Env
+    agent: agents.Agent
+
+    def finish(self, callback: agents.base.StepCallback | None = None,
+               checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY) -> TrainResult:
+        """Learn the whole run, checkpoint it and evaluate the student (see ``train``)."""
+        return _run(self.config, self.run_dir, self.env, self.agent, 0, 0.0, callback, checkpoint_every)
+
+
+def start_run(config: TrainConfig, base_env: gym.Env | None = None) -> StartedRun:
+    """The run folder with its config, the logged env (around ``base_env`` if given) and the agent.
+
+    Split from learning so that lockstep runs (``agents.lockstep``) build their agents one after the
+    other, in one thread, before they learn side by side.
+    """
     run_dir = new_run_dir(config)
     write_atomically(run_dir / CONFIG_FILE, json.dumps(asdict(config), indent=2))
-    env = make_env(config, run_dir)
+    env = make_env(config, run_dir, base_env=base_env)
     agent = agents.make(config.agent, env, **{**config.agent_kwargs, "seed": config.seed})
-    return _run(config, run_dir, env, agent, 0, 0.0, callback, checkpoint_every)
+    return StartedRun(config, run_dir, env, agent)
 
 
 def resume(run_dir: str | Path, total_steps: int | None = None, callback=None,

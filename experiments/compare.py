@@ -20,7 +20,9 @@ from tqdm.auto import tqdm
 
 import kd_env  # noqa: F401 - registers the env ids
 from agents.checkpoints import load_agent, load_student
-from agents.training import TrainConfig, make_env, train
+from agents import agent_class
+from agents.lockstep import train_in_lockstep
+from agents.training import TrainConfig, TrainResult, make_env, train
 from experiments.results import EpisodeCurves, RunRecord, append_record, completed_keys, failed_record, finished_record, run_key
 from experiments.selection import selection_profile
 
@@ -127,57 +129,100 @@ def pending_runs(preset: Preset, done: set[str], logdir: str | Path) -> list[Pen
     return [run for _, run in sorted(pending, key=lambda item: item[0])]
 
 
-def run_grid(preset: Preset, results_path: str | Path, logdir: str | Path, workers: int = 1) -> int:
+def run_grid(preset: Preset, results_path: str | Path, logdir: str | Path, workers: int = 1, lockstep_seeds: bool = False) -> int:
     """Run every (task, entry, seed) not yet in ``results_path``; returns how many runs it made.
 
     With ``workers > 1`` runs go to that many spawned processes, each with an equal share of the CPU
     threads (workers pay off with more cores or cheaper students; docs/benchmarks.md). Records are
     appended by this process as runs finish, in whatever order they finish.
+
+    With ``lockstep_seeds``, the pending seeds of one (task, entry) run as the sub-envs of one batched
+    env (``agents.lockstep``), for agents that can (``Agent.runs_in_lockstep``); the others run
+    seed by seed. The records are those of separate runs up to float rounding (docs/benchmarks.md).
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     pending = pending_runs(preset, completed_keys(results_path), logdir)
+    groups = lockstep_groups(pending) if lockstep_seeds else [[run] for run in pending]
     progress = tqdm(total=len(pending), desc=f"{preset.name} runs", unit="run")
 
-    def record(result: RunRecord) -> None:
-        append_record(results_path, result)
-        progress.set_postfix_str(f"last: {result.task} / {result.agent} / seed {result.seed}: {result.status}")
-        progress.update()
+    def record(results: list[RunRecord]) -> None:
+        for result in results:
+            append_record(results_path, result)
+            progress.set_postfix_str(f"last: {result.task} / {result.entry} / seed {result.seed}: {result.status}")
+            progress.update()
 
     if workers == 1:
-        for run in pending:
-            record(execute(run))
+        for group in groups:
+            record(execute_group(group))
     else:
         threads = max(1, torch.get_num_threads() // workers)
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
-            for future in as_completed([pool.submit(execute, run) for run in pending]):
+            for future in as_completed([pool.submit(execute_group, group) for group in groups]):
                 record(future.result())
     progress.close()
     return len(pending)
 
 
+def lockstep_groups(pending: list[PendingRun]) -> list[list[PendingRun]]:
+    """Pending runs grouped by (task, entry) where the agent can learn in lockstep; the rest alone."""
+    groups: list[list[PendingRun]] = []
+    together: dict[tuple[str, str], list[PendingRun]] = {}
+    for run in pending:
+        if not agent_class(run.entry.agent).runs_in_lockstep:
+            groups.append([run])
+            continue
+        key = (run.task, run.entry.label)
+        if key not in together:
+            together[key] = []
+            groups.append(together[key])
+        together[key].append(run)
+    return groups
+
+
+def execute_group(runs: list[PendingRun]) -> list[RunRecord]:
+    """One run alone, or several seeds of one (task, entry) in lockstep."""
+    if len(runs) == 1:
+        return [execute(runs[0])]
+    for run in runs:
+        log.info("run %s / %s / seed %d (%d steps, in lockstep)", run.task, run.entry.label, run.config.seed, run.config.total_steps)
+    curves = [EpisodeCurves() for _ in runs]
+    outcomes = train_in_lockstep([run.config for run in runs], curves)
+    for run, outcome in zip(runs, outcomes):
+        if isinstance(outcome, BaseException):
+            log.error("run %s / seed %d failed: %s", run.entry.label, run.config.seed, outcome)
+    return [record_run(run, outcome, run_curves) for run, outcome, run_curves in zip(runs, outcomes, curves)]
+
+
 def execute(run: PendingRun) -> RunRecord:
     config = run.config
     log.info("run %s / %s / seed %d (%d steps)", run.task, run.entry.label, config.seed, config.total_steps)
-    return run_one(run.task, run.entry, config, run.record_config, run.teachers, run.teacher_accuracy)
-
-
-def run_one(task: str, entry: GridEntry, config: TrainConfig, record_config: dict, teachers, teacher_accuracy) -> RunRecord:
-    """Train, profile if asked, and turn the outcome (or the error) into a record."""
     curves = EpisodeCurves()
-    common = dict(
-        agent=entry.label, task=task, seed=config.seed,
-        student=config.env_kwargs.get("student", "head"), teachers=list(teachers), config=record_config,
-        teacher_test_accuracy=teacher_accuracy,
-    )
     try:
-        result = train(config, callback=curves)
-        selection = profile(config, Path(result.run_dir)) if entry.profile_selection else {}
+        outcome = train(config, callback=curves)
     except Exception as error:  # noqa: BLE001 - a failed run is recorded and the grid goes on
-        log.error("run %s failed:\n%s", entry.label, traceback.format_exc())
-        return failed_record(f"{type(error).__name__}: {error}", curves.steps, 0.0, **common)
-    return finished_record(result, curves, **common, selection=selection)
+        log.error("run %s failed:\n%s", run.entry.label, traceback.format_exc())
+        outcome = error
+    return record_run(run, outcome, curves)
+
+
+def record_run(run: PendingRun, outcome: TrainResult | BaseException, curves: EpisodeCurves) -> RunRecord:
+    """A run's record: its result with the selection profile if asked, or its error."""
+    config = run.config
+    common = dict(
+        entry=run.entry.label, task=run.task, seed=config.seed,
+        student=config.env_kwargs.get("student", "head"), teachers=list(run.teachers), config=run.record_config,
+        teacher_test_accuracy=run.teacher_accuracy,
+    )
+    if not isinstance(outcome, BaseException):
+        try:
+            selection = profile(config, Path(outcome.run_dir)) if run.entry.profile_selection else {}
+            return finished_record(outcome, curves, **common, selection=selection)
+        except Exception as error:  # noqa: BLE001 - a failed profile fails the run
+            log.error("profiling run %s failed:\n%s", run.entry.label, traceback.format_exc())
+            outcome = error
+    return failed_record(f"{type(outcome).__name__}: {outcome}", curves.steps, 0.0, **common)
 
 
 def profile(config: TrainConfig, run_dir: Path) -> dict:

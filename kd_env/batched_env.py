@@ -17,6 +17,7 @@ per step.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 from typing import Any
@@ -28,7 +29,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from kd_env import rewards as reward_fns
-from kd_env.distill import kd_loss, weights_from_action
+from kd_env.distill import kd_loss_and_logit_gradient, soft_targets, weights_from_action
 from kd_env.env import EVAL_BATCH, RESET_OPTIONS, TeacherSelectionEnv, losses_after_step
 from kd_env.episode import EpisodeBatches, episode_order
 from kd_env.features import dynamic_features, log_softmax, static_features
@@ -105,6 +106,8 @@ class BatchedTeacherSelectionEnv(VectorEnv):
         env = self.template
         self._teacher_log_probs = log_softmax(env._teacher_logits_np.astype(np.float64))
         self._teacher_probs = np.exp(self._teacher_log_probs)
+        # The KD loss's teacher targets, made once for the split and gathered per step (shared, like the logits).
+        self._soft_targets = soft_targets(env._teacher_logits, env.kd_config)
         train_labels = env._labels.cpu().numpy()
         static = static_features(env.layout, self._teacher_log_probs, train_labels, env._semantic)
         self._static_width = static.shape[-1]
@@ -121,6 +124,7 @@ class BatchedTeacherSelectionEnv(VectorEnv):
         self._step = 0
         self._needs_reset = False
         self._pending_logits: torch.Tensor | None = None
+        self._pending_saved: Any = None
         self._pending_log_probs: np.ndarray | None = None
         self._probe_ce: np.ndarray | None = None
 
@@ -135,7 +139,7 @@ class BatchedTeacherSelectionEnv(VectorEnv):
         self._new_episode_batches()
         self._step = 0
         self._needs_reset = False
-        self._set_pending(self.students.forward(self._batch_inputs(0)).float())
+        self._set_pending(*self.students.forward_for_training(self._batch_inputs(0)))
         if self.template.reward.needs_probe:
             self._probe_ce = self._probe_losses()
         return self._observation(), self._observation_info()
@@ -153,25 +157,32 @@ class BatchedTeacherSelectionEnv(VectorEnv):
         env = self.template
         weights = weights_from_action(actions, env.action_mode, expected, self.num_teachers, env.empty_selection)
         step = self._step
-        labels = self._episode.labels[step]
-        teacher_logits = env._teacher_logits[self._episode.device_indices[step]]
-        weights_t = torch.from_numpy(weights).to(env.device)
-        parts = kd_loss(
-            self._pending_logits.flatten(0, 1), labels.flatten(), teacher_logits.flatten(0, 1), weights_t.flatten(0, 1), env.kd_config
+        if self._pending_logits is None:  # dropped by load_student_state
+            self._set_pending(*self.students.forward_for_training(self._batch_inputs(step)))
+        labels = self._episode.labels[step].flatten()
+        teacher_probs = self._soft_targets.index_select(0, self._episode.device_indices[step].flatten())
+        weights_t = torch.from_numpy(weights).to(env.device).flatten(0, 1)
+        # Scaled by 1/B: the gradient of the sum of the per-env batch means, so each student's is its own single env's.
+        parts, logit_gradient = kd_loss_and_logit_gradient(
+            self._pending_logits.flatten(0, 1), labels, teacher_probs, weights_t, env.kd_config, 1.0 / self.batch_size
         )
-        # The sum of the per-env batch means: each student's gradient is its own single env's.
-        loss = parts.total.sum() / self.batch_size
-        if not math.isfinite(loss.item()):
-            bad = np.flatnonzero(~np.isfinite(parts.total.detach().reshape(self.num_envs, -1).sum(dim=1).cpu().numpy()))
+        if not math.isfinite(parts.total.sum().item()):
+            bad = np.flatnonzero(~np.isfinite(parts.total.reshape(self.num_envs, -1).sum(dim=1).cpu().numpy()))
             raise FloatingPointError(f"non-finite student loss at step {step} in sub-envs {bad.tolist()}; no student was updated")
+        if isinstance(self.students, HeadStack) and np.ptp(self._optimizer_steps) > 0:
+            raise RuntimeError(
+                f"the stacked students have taken different numbers of optimizer steps {self._optimizer_steps.tolist()} "
+                "(load_student_state into some sub-envs only?); their shared AdamW needs them equal"
+            )
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.students.backward(self._pending_saved, logit_gradient.view_as(self._pending_logits))
         self.optimizer.step()
+        self._optimizer_steps += 1
         log_probs_before = self._pending_log_probs
         self._step += 1
 
         after_logits = self._forwards_after_update(step)
-        losses, batch_means = self._losses_around_step(step, labels, teacher_logits, weights_t, parts, after_logits)
+        losses, batch_means = self._losses_around_step(labels, teacher_probs, weights_t, parts, after_logits)
         instance_rewards = reward_fns.instance_rewards(env.reward_name, losses, self.num_classes)
         terminated = self._step >= self.episode_steps
         info = self._step_info(step, batch_means, log_probs_before, weights)
@@ -209,8 +220,61 @@ class BatchedTeacherSelectionEnv(VectorEnv):
             raise RuntimeError("call reset() first: there are no students yet")
         return self.students.student(i)
 
+    @property
+    def batch_indices(self) -> np.ndarray:
+        """(N, B) training-split indices of the instances in each sub-env's current observation."""
+        if self._episode is None:
+            raise RuntimeError("call reset() first: there is no current batch")
+        return self._episode.indices[self._step]
+
+    def student_state(self, i: int) -> dict[str, dict]:
+        """Sub-env i's student and optimizer state, in the single env's ``student_state()`` format (so a
+        checkpoint of a sub-env loads into a single env); copies, unlike the single env's."""
+        if self.students is None:
+            raise RuntimeError("call reset() before student_state(): there are no students yet")
+        i = self._sub_env(i)
+        views = self.students.parameter_views(i)
+        moments = {}
+        for j, (tensor, index) in enumerate(views):
+            if tensor in self.optimizer.state:
+                moments[j] = {key: value.clone() if key == "step" else value[index].clone() for key, value in self.optimizer.state[tensor].items()}
+        group = {key: value for key, value in self.optimizer.param_groups[0].items() if key != "params"}
+        optimizer = {"state": moments, "param_groups": [{**group, "params": list(range(len(views)))}]}
+        return {"student": copy.deepcopy(self.students.student(i).state_dict()), "optimizer": optimizer}
+
+    def load_student_state(self, i: int, state: dict[str, dict]) -> None:
+        """Put a ``student_state()`` (of a sub-env or a single env) into sub-env i.
+
+        Stacked students share AdamW's step count, so after loading, every sub-env's student must have
+        taken as many steps as the others before the next ``step`` (as when all load states saved at
+        the same step): ``step`` raises otherwise.
+        """
+        if self.students is None:
+            raise RuntimeError("call reset() before load_student_state(): there are no students to load into")
+        i = self._sub_env(i)
+        module = self.students.student(i)
+        module.load_state_dict(state["student"])
+        self.students.load_student(i, module)
+        saved = state["optimizer"]["state"]
+        for j, (tensor, index) in enumerate(self.students.parameter_views(i)):
+            if j not in saved:
+                raise ValueError(f"the state has no optimizer moments for parameter {j}: save it after at least one step")
+            live = self.optimizer.state[tensor]
+            if not live:
+                live.update(step=torch.zeros((), dtype=torch.float32), exp_avg=torch.zeros_like(tensor), exp_avg_sq=torch.zeros_like(tensor))
+            live["exp_avg"][index] = saved[j]["exp_avg"]
+            live["exp_avg_sq"][index] = saved[j]["exp_avg_sq"]
+            live["step"] = live["step"].fill_(saved[j]["step"]) if index else saved[j]["step"].clone()
+        self._optimizer_steps[i] = float(saved[0]["step"])
+        self._pending_logits = None  # the old students' forward: ``step`` redoes it
+
     def __getstate__(self):
         raise TypeError("a BatchedTeacherSelectionEnv cannot be pickled: rebuild it with gym.make_vec")
+
+    def _sub_env(self, i: int) -> int:
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < self.num_envs:
+            raise ValueError(f"sub-env index must be an integer in [0, {self.num_envs}), got {i!r}")
+        return int(i)
 
     # ------------------------------------------------------------------------------------ internals
     def _seed_rngs(self, seed: int | list[int | None] | None) -> None:
@@ -241,7 +305,8 @@ class BatchedTeacherSelectionEnv(VectorEnv):
         self.optimizer = torch.optim.AdamW(
             self.students.parameters(), lr=env.learning_rate, weight_decay=env.weight_decay, fused=True
         )
-        self._pending_logits = None  # its graph belongs to the old students
+        self._optimizer_steps = np.zeros(self.num_envs)
+        self._pending_logits = self._pending_saved = None  # they belong to the old students
 
     def _new_episode_batches(self) -> None:
         """Each sub-env's batch order from its own RNG, stacked step-first: (steps + 1, N, B)."""
@@ -263,33 +328,35 @@ class BatchedTeacherSelectionEnv(VectorEnv):
         """The same (R, ...) inputs for every student, as (N, R, ...) views (no copies)."""
         return {name: t.expand(self.num_envs, *t.shape) for name, t in inputs.items()}
 
-    def _set_pending(self, logits: torch.Tensor) -> None:
-        self._pending_logits = logits
-        self._pending_log_probs = log_softmax(logits.detach().cpu().numpy().astype(np.float64))
+    def _set_pending(self, logits: torch.Tensor, saved: Any) -> None:
+        """The logits of the next step's batch (its observation's student features and its loss), and
+        what the stack's ``backward`` needs of that forward."""
+        self._pending_logits, self._pending_saved = logits.float(), saved
+        self._pending_log_probs = log_softmax(logits.cpu().numpy().astype(np.float64))
 
     def _forwards_after_update(self, step: int) -> torch.Tensor | None:
         """As ``TeacherSelectionEnv._forwards_after_update``, for all students at once."""
         if not self.template.reward.needs_batch_after:
-            self._set_pending(self.students.forward(self._batch_inputs(self._step)).float())
+            self._set_pending(*self.students.forward_for_training(self._batch_inputs(self._step)))
             return None
+        b = self.batch_size
         if self.students.cheap_forward:
-            both = self.students.forward(self._pair_inputs(step)).float()
-            self._set_pending(both[:, self.batch_size :])
-            return both[:, : self.batch_size].detach()
+            both, saved = self.students.forward_for_training(self._pair_inputs(step))
+            self._set_pending(both[:, b:], self.students.second_half(saved, b))
+            return both[:, :b].float()
         with torch.no_grad():
             after = self.students.forward(self._batch_inputs(step)).float()
-        self._set_pending(self.students.forward(self._batch_inputs(self._step)).float())
+        self._set_pending(*self.students.forward_for_training(self._batch_inputs(self._step)))
         return after
 
     @torch.no_grad()
-    def _losses_around_step(self, step, labels, teacher_logits, weights, parts, after_logits):
-        """(N, B) per-instance losses for the reward, and (3, N) batch means of ce, kd and loss."""
+    def _losses_around_step(self, labels, teacher_probs, weights, parts, after_logits):
+        """(N, B) per-instance losses for the reward, and (3, N) batch means of ce, kd and loss; the
+        step's tensors come flattened to (N*B, ...)."""
         env, n, b = self.template, self.num_envs, self.batch_size
         rows = [parts.ce, parts.kd, parts.total]
         if env.reward.needs_batch_after:
-            rows += losses_after_step(
-                env.reward, after_logits.flatten(0, 1), labels.flatten(), teacher_logits.flatten(0, 1), weights.flatten(0, 1), env.kd_config
-            )
+            rows += losses_after_step(env.reward, after_logits.flatten(0, 1), labels, teacher_probs, weights, env.kd_config)
         probe = {}
         if env.reward.needs_probe:
             probe_ce_before, self._probe_ce = self._probe_ce, self._probe_losses()

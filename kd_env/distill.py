@@ -32,20 +32,35 @@ import torch.nn.functional as F
 
 AggregationFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """(student log-probs at tau (B, C), teacher probs at tau (B, K, C), weights (B, K)) -> KD term (B,)."""
-_AGGREGATIONS: dict[str, AggregationFn] = {}
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    fn: AggregationFn
+    mixture_gradient: bool
+    """The gradient with respect to the student's log-probs at tau is ``-sum_k w_k p_Tk`` (true of
+    every aggregation whose value is a cross-entropy or KL to the weighted teacher mixture, up to
+    terms without the student): ``kd_loss_and_logit_gradient`` then writes the gradient out."""
+
+
+_AGGREGATIONS: dict[str, Aggregation] = {}
 EMPTY_SELECTION_FALLBACKS = ("hard_label", "all_teachers")
 MIN_ROW_TOTAL = np.float32(1e-12)
 """A row of weights summing to less than this is an empty selection: normalising it would only scale
 float noise up to a full teacher, and the loss and ``selection_rate`` would count a teacher that is not there."""
 
 
-def register_aggregation(name: str) -> Callable[[AggregationFn], AggregationFn]:
-    """Function decorator: make ``KDConfig(aggregation=name)`` combine the teachers with this function."""
+def register_aggregation(name: str, *, mixture_gradient: bool = False) -> Callable[[AggregationFn], AggregationFn]:
+    """Function decorator: make ``KDConfig(aggregation=name)`` combine the teachers with this function.
+
+    ``mixture_gradient``: see ``Aggregation``; leave it False unless it holds (a test compares the
+    written-out gradient with autograd's for every aggregation that sets it).
+    """
 
     def decorate(fn: AggregationFn) -> AggregationFn:
         if name in _AGGREGATIONS:
             raise ValueError(f"aggregation name {name!r} is already registered")
-        _AGGREGATIONS[name] = fn
+        _AGGREGATIONS[name] = Aggregation(fn, mixture_gradient)
         return fn
 
     return decorate
@@ -140,6 +155,16 @@ def soft_cross_entropy(target_probs: torch.Tensor, log_probs: torch.Tensor) -> t
     return -(target_probs * log_probs).sum(dim=-1)
 
 
+def soft_targets(teacher_logits: torch.Tensor, config: KDConfig) -> torch.Tensor:
+    """Teacher probabilities at the KD temperature: softmax(logits / tau) over the last dimension.
+
+    They depend on the teachers alone, so a caller stepping many batches of one split can make them
+    once and gather rows (the batched env does: a softmax over a last dimension of a few classes is one
+    of the slowest calls of a small distillation step).
+    """
+    return F.softmax(teacher_logits / config.temperature, dim=-1)
+
+
 def kd_loss(
     student_logits: torch.Tensor,
     labels: torch.Tensor,
@@ -152,26 +177,87 @@ def kd_loss(
     ``student_logits`` (B, C), ``labels`` (B,), ``teacher_logits`` (B, K, C), ``weights`` (B, K) with
     rows summing to 1 or all zero.
     """
+    return kd_loss_from_soft_targets(student_logits, labels, soft_targets(teacher_logits, config), weights, config)
+
+
+def kd_loss_from_soft_targets(
+    student_logits: torch.Tensor,
+    labels: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    weights: torch.Tensor,
+    config: KDConfig,
+) -> KDLoss:
+    """``kd_loss`` given the teachers' ``soft_targets`` (B, K, C) instead of their logits."""
+    return _loss_parts(student_logits, labels, teacher_probs, weights, config)[0]
+
+
+def _loss_parts(student_logits, labels, teacher_probs, weights, config: KDConfig):
+    """The loss parts, and the student's log-probs at temperature 1 and tau that made them."""
     tau = config.temperature
-    ce = F.cross_entropy(student_logits, labels, reduction="none")
+    log_probs = F.log_softmax(student_logits, dim=-1)
+    ce = -log_probs.gather(1, labels.unsqueeze(1)).squeeze(1)
     student_log_probs_tau = F.log_softmax(student_logits / tau, dim=-1)
-    teacher_probs_tau = F.softmax(teacher_logits / tau, dim=-1)
-    kd = _AGGREGATIONS[config.aggregation](student_log_probs_tau, teacher_probs_tau, weights)
+    kd = _AGGREGATIONS[config.aggregation].fn(student_log_probs_tau, teacher_probs, weights)
     if config.tau_squared:
         kd = kd * tau * tau
     has_teacher = weights.sum(dim=1) > 0
     total = torch.where(has_teacher, (1.0 - config.alpha) * ce + config.alpha * kd, ce)
-    return KDLoss(total=total, ce=ce, kd=kd)
+    return KDLoss(total=total, ce=ce, kd=kd), log_probs, student_log_probs_tau
 
 
-@register_aggregation("weighted_ce")
+def kd_loss_and_logit_gradient(
+    student_logits: torch.Tensor,
+    labels: torch.Tensor,
+    teacher_probs: torch.Tensor,
+    weights: torch.Tensor,
+    config: KDConfig,
+    scale: float,
+) -> tuple[KDLoss, torch.Tensor]:
+    """The loss parts of ``kd_loss_from_soft_targets`` and the gradient of ``scale * total.sum()``
+    with respect to ``student_logits`` (B, C), with no graph through the student.
+
+    A student that back-propagates by hand (``kd_env.student_stacks.HeadStack``) starts from this
+    gradient. For an aggregation registered with ``mixture_gradient=True`` it is written out: with
+    ``q = sum_k w_k p_Tk`` and ``p`` the student's probabilities,
+
+        d total_j / d s_j = a_j (p_j - onehot(y_j)) + c_j (p_j^tau * sum(q_j) - q_j) / tau
+
+    where ``a_j = 1 - alpha`` and ``c_j = alpha`` (times tau^2 with ``tau_squared``) for an instance
+    with teachers, and 1 and 0 for one without. Any other aggregation gets it from autograd on the
+    loss alone. Written out, it costs about a third of autograd on a batch of a few hundred rows.
+    """
+    if not _AGGREGATIONS[config.aggregation].mixture_gradient:
+        leaf = student_logits.detach().requires_grad_()
+        with torch.enable_grad():
+            parts = kd_loss_from_soft_targets(leaf, labels, teacher_probs, weights, config)
+            (parts.total.sum() * scale).backward()
+        detached = KDLoss(total=parts.total.detach(), ce=parts.ce.detach(), kd=parts.kd.detach())
+        return detached, leaf.grad
+    with torch.no_grad():
+        parts, log_probs, log_probs_tau = _loss_parts(student_logits, labels, teacher_probs, weights, config)
+        tau = config.temperature
+        kd_scale = config.alpha * (tau if config.tau_squared else 1.0 / tau)
+        has_teacher = (weights.sum(dim=1) > 0).unsqueeze(1)
+        ce_coefficient = torch.where(has_teacher, (1.0 - config.alpha) * scale, scale)
+        kd_coefficient = torch.where(has_teacher, kd_scale * scale, 0.0)
+        mixture = torch.bmm(weights.unsqueeze(1), teacher_probs).squeeze(1)
+        ce_gradient = log_probs.exp_().scatter_add_(1, labels.unsqueeze(1), _minus_ones(len(labels), student_logits))
+        kd_gradient = log_probs_tau.exp_().mul_(mixture.sum(dim=1, keepdim=True)).sub_(mixture)
+        return parts, ce_gradient.mul_(ce_coefficient).add_(kd_gradient.mul_(kd_coefficient))
+
+
+def _minus_ones(rows: int, like: torch.Tensor) -> torch.Tensor:
+    return torch.full((rows, 1), -1.0, dtype=like.dtype, device=like.device)
+
+
+@register_aggregation("weighted_ce", mixture_gradient=True)
 def weighted_ce(student_log_probs: torch.Tensor, teacher_probs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """sum_k w_k CE(p_Tk, p_S): each selected teacher pulls the student towards itself."""
     per_teacher = soft_cross_entropy(teacher_probs, student_log_probs.unsqueeze(1))
     return (weights * per_teacher).sum(dim=1)
 
 
-@register_aggregation("kl_to_average")
+@register_aggregation("kl_to_average", mixture_gradient=True)
 def kl_to_average(student_log_probs: torch.Tensor, teacher_probs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """KL(sum_k w_k p_Tk || p_S): the student matches the teachers' weighted mean."""
     mixed = (weights.unsqueeze(-1) * teacher_probs).sum(dim=1)

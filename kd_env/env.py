@@ -14,7 +14,7 @@ from gymnasium import spaces
 from kd_env import rewards as reward_fns
 from kd_env.arguments import require_train_size, validate_env_arguments
 from kd_env.devices import resolve_device
-from kd_env.distill import KDConfig, kd_loss, weights_from_action
+from kd_env.distill import KDConfig, kd_loss_from_soft_targets, soft_targets, weights_from_action
 from kd_env.episode import EpisodeBatches, episode_order
 from kd_env.features import (
     FeatureLayout,
@@ -253,12 +253,12 @@ class TeacherSelectionEnv(gym.Env):
         weights = self._weights_from_action(action)
         step = self._step
         labels = self._episode.labels[step]
-        teacher_logits = self._teacher_logits[self._episode.device_indices[step]]
-        if self._pending_logits is None:  # dropped by pickling
+        teacher_probs = soft_targets(self._teacher_logits[self._episode.device_indices[step]], self.kd_config)
+        if self._pending_logits is None:  # dropped by pickling or by load_student_state
             self._forward_pending()
         logits, log_probs_before = self._pending_logits, self._pending_log_probs
         weights_t = torch.from_numpy(weights).to(self.device)
-        parts = kd_loss(logits, labels, teacher_logits, weights_t, self.kd_config)
+        parts = kd_loss_from_soft_targets(logits, labels, teacher_probs, weights_t, self.kd_config)
         loss = parts.total.mean()
         if not math.isfinite(loss.item()):
             raise FloatingPointError(
@@ -272,7 +272,7 @@ class TeacherSelectionEnv(gym.Env):
         self._step += 1
 
         after_logits = self._forwards_after_update(step)
-        losses, batch_means = self._losses_around_step(step, labels, teacher_logits, weights_t, parts, after_logits)
+        losses, batch_means = self._losses_around_step(step, labels, teacher_probs, weights_t, parts, after_logits)
         instance_rewards = reward_fns.instance_rewards(self.reward_name, losses, self.num_classes)
         terminated = self._step >= self.episode_steps
         info = self._step_info(step, batch_means, log_probs_before, weights)
@@ -323,6 +323,7 @@ class TeacherSelectionEnv(gym.Env):
             raise RuntimeError("call reset() before load_student_state(): there is no student to load into")
         self.student.load_state_dict(state["student"])
         self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        self._pending_logits = None  # the old student's forward: ``step`` redoes it
 
     def __getstate__(self):
         # The pending logits hold an autograd graph, which cannot be pickled; they are recomputed.
@@ -386,13 +387,13 @@ class TeacherSelectionEnv(gym.Env):
         return weights_from_action(action, self.action_mode, expected, self.num_teachers, self.empty_selection)
 
     @torch.no_grad()
-    def _losses_around_step(self, step, labels, teacher_logits, weights, parts, after_logits):
+    def _losses_around_step(self, step, labels, teacher_probs, weights, parts, after_logits):
         """Per-instance losses before the step and, as the reward needs, after it; one device transfer.
 
         Returns the ``StepLosses`` for the reward and the batch means of ce, kd and loss for ``info``.
         """
         rows = [parts.ce, parts.kd, parts.total]
-        rows += losses_after_step(self.reward, after_logits, labels, teacher_logits, weights, self.kd_config)
+        rows += losses_after_step(self.reward, after_logits, labels, teacher_probs, weights, self.kd_config)
         probe = {}
         if self.reward.needs_probe:
             probe_ce_before, self._probe_ce = self._probe_ce, self._probe_loss()
@@ -442,14 +443,14 @@ class TeacherSelectionEnv(gym.Env):
         return info
 
 
-def losses_after_step(reward, after_logits, labels, teacher_logits, weights, kd_config) -> list[torch.Tensor]:
+def losses_after_step(reward, after_logits, labels, teacher_probs, weights, kd_config) -> list[torch.Tensor]:
     """The per-instance rows the reward ``needs`` on the batch after the step: [ce, loss], [ce] or none.
 
     Shared by the single and the batched env (which passes its (N*B, ...) rows flattened), so both
     compute exactly the same losses for any registered reward.
     """
     if "loss_after" in reward.needs:
-        after = kd_loss(after_logits, labels, teacher_logits, weights, kd_config)
+        after = kd_loss_from_soft_targets(after_logits, labels, teacher_probs, weights, kd_config)
         return [after.ce, after.total]
     if "ce_after" in reward.needs:
         return [torch.nn.functional.cross_entropy(after_logits, labels, reduction="none")]

@@ -1,11 +1,16 @@
 """N independent students behind one interface, so a vector env trains them as one computation.
 
 A stack's ``forward`` takes a dict of (N, R, ...) inputs (row i for student i) and returns (N, R, C)
-logits; its parameters feed one optimizer. Two kinds:
+logits; its parameters feed one optimizer. Training goes through ``forward_for_training``, which also
+returns what ``backward(saved, logit_gradient)`` needs to put the gradients of the students'
+parameters in their ``.grad``, given the loss's gradient with respect to the logits
+(``kd_env.distill.kd_loss_and_logit_gradient``). Two kinds:
 
 * ``HeadStack`` (the ``head`` student): the N MLPs' weights are stacked into (N, ...) tensors and run
   with batched matmuls (``baddbmm``), so the forward and backward cost a handful of kernel calls
-  whatever N is. AdamW is elementwise, so one AdamW over the stacked tensors is exactly N independent
+  whatever N is. Its backward is written out (two layers: three batched matmuls), with no autograd
+  graph: autograd's bookkeeping costs more than the arithmetic at these sizes. AdamW is elementwise,
+  so one AdamW over the stacked tensors is exactly N independent
   AdamWs while every student has taken the same number of steps (the vector env keeps them in
   lockstep).
 * ``LoopStack`` (any other student): a Python loop over N ordinary modules, one forward each; the
@@ -44,10 +49,10 @@ class HeadStack:
         self.mean, self.std = self._prototype.mean, self._prototype.std
         first = [s.net[0] for s in students]
         second = [s.net[2] for s in students]
-        self.w1 = torch.stack([m.weight.detach() for m in first]).requires_grad_()
-        self.b1 = torch.stack([m.bias.detach() for m in first]).unsqueeze(1).requires_grad_()
-        self.w2 = torch.stack([m.weight.detach() for m in second]).requires_grad_()
-        self.b2 = torch.stack([m.bias.detach() for m in second]).unsqueeze(1).requires_grad_()
+        self.w1 = torch.stack([m.weight.detach() for m in first])
+        self.b1 = torch.stack([m.bias.detach() for m in first]).unsqueeze(1)
+        self.w2 = torch.stack([m.weight.detach() for m in second])
+        self.b2 = torch.stack([m.bias.detach() for m in second]).unsqueeze(1)
 
     def parameters(self) -> list[torch.Tensor]:
         return [self.w1, self.b1, self.w2, self.b2]
@@ -67,13 +72,44 @@ class HeadStack:
             self.w1[i], self.b1[i, 0] = layers[0].weight, layers[0].bias
             self.w2[i], self.b2[i, 0] = layers[1].weight, layers[1].bias
 
+    @torch.no_grad()
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.forward_for_training(inputs)[0]
+
+    @torch.no_grad()
+    def forward_for_training(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Logits, and the standardised inputs and hidden activations that ``backward`` needs."""
         x = (inputs["features"] - self.mean) / self.std
         hidden = torch.baddbmm(self.b1, x, self.w1.transpose(1, 2)).relu_()
-        return torch.baddbmm(self.b2, hidden, self.w2.transpose(1, 2))
+        return torch.baddbmm(self.b2, hidden, self.w2.transpose(1, 2)), (x, hidden)
+
+    @staticmethod
+    def second_half(saved: tuple[torch.Tensor, torch.Tensor], start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """What ``backward`` needs of rows ``start:`` of a ``forward_for_training`` (views)."""
+        return tuple(t[:, start:] for t in saved)
+
+    @torch.no_grad()
+    def backward(self, saved: tuple[torch.Tensor, torch.Tensor], logit_gradient: torch.Tensor) -> None:
+        """Set every parameter's ``.grad`` from the (N, R, C) gradient of the loss at the logits."""
+        x, hidden = saved
+        self.w2.grad = torch.bmm(logit_gradient.transpose(1, 2), hidden)
+        self.b2.grad = logit_gradient.sum(dim=1, keepdim=True)
+        hidden_gradient = torch.bmm(logit_gradient, self.w2).mul_(hidden > 0)
+        self.w1.grad = torch.bmm(hidden_gradient.transpose(1, 2), x)
+        self.b1.grad = hidden_gradient.sum(dim=1, keepdim=True)
 
     def train(self, mode: bool = True) -> None:
         """Nothing to switch: the MLP has no dropout or normalisation layers."""
+
+    def parameter_views(self, i: int) -> list[tuple[torch.Tensor, tuple]]:
+        """Student i's parameters as (stacked tensor, index) pairs, in ``HeadStudent.parameters()`` order."""
+        return [(self.w1, (i,)), (self.b1, (i, 0)), (self.w2, (i,)), (self.b2, (i, 0))]
+
+    @torch.no_grad()
+    def load_student(self, i: int, module: nn.Module) -> None:
+        """Copy a ``HeadStudent``'s weights into slot i."""
+        for (stacked, index), parameter in zip(self.parameter_views(i), module.parameters()):
+            stacked[index] = parameter
 
     @torch.no_grad()
     def student(self, i: int) -> nn.Module:
@@ -101,6 +137,19 @@ class LoopStack:
             [student({name: t[i] for name, t in inputs.items()}).float() for i, student in enumerate(self.students)]
         )
 
+    def forward_for_training(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits, and the same logits with their autograd graph for ``backward``."""
+        logits = self.forward(inputs)
+        return logits.detach(), logits
+
+    @staticmethod
+    def second_half(saved: torch.Tensor, start: int) -> torch.Tensor:
+        return saved[:, start:]
+
+    @staticmethod
+    def backward(saved: torch.Tensor, logit_gradient: torch.Tensor) -> None:
+        saved.backward(logit_gradient)
+
     def train(self, mode: bool = True) -> None:
         for student in self.students:
             student.train(mode)
@@ -108,6 +157,13 @@ class LoopStack:
     def student(self, i: int) -> nn.Module:
         """Student i itself (not a copy)."""
         return self.students[i]
+
+    def parameter_views(self, i: int) -> list[tuple[torch.Tensor, tuple]]:
+        """Student i's parameters as (tensor, index) pairs: its own tensors, whole."""
+        return [(parameter, ()) for parameter in self.students[i].parameters()]
+
+    def load_student(self, i: int, module: nn.Module) -> None:
+        """Nothing to copy: ``student(i)`` is the live module, loaded in place."""
 
 
 def require_stackable(name: str, per_env_fallback: bool) -> None:

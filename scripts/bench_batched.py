@@ -5,8 +5,9 @@
 Speed: synthetic task, B=32, K=4, ``head`` student, default episodes (32 steps, so episode ends, dev
 evaluations and autoresets are on the clock). For every N, in alternating rounds of one run:
 the batched env (``gym.make_vec(..., vectorization_mode="vector_entry_point")``), a *bare batched
-step* on the same env's stacked students and episode data (forward, KD loss, backward, AdamW:
-what any training loop of N students must do, nothing of the env), and one single env. Medians
+step* on the same env's stacked students and episode data (forward, KD loss and its gradient, the
+students' backward, AdamW, through the same library calls as the env: what any training loop of N
+students must do, nothing of the env), and one single env. Medians
 over rounds. Env steps counted are transitions: the autoreset calls take time but count nothing.
 
 Memory: for every N, a fresh process builds the env, runs two episodes, and reports its peak
@@ -32,7 +33,7 @@ import torch
 import kd_env  # noqa: F401  (registers the ids)
 from agents.sb3 import SharedPairPolicy
 from agents.sb3_vec import BatchedVecEnv
-from kd_env.distill import kd_loss, normalise_weights
+from kd_env.distill import kd_loss_and_logit_gradient, normalise_weights
 
 ENV_ID = "kd_env/TeacherSelection-v0"
 
@@ -78,17 +79,20 @@ def time_single_env(env, actions: list[np.ndarray], seconds: float) -> tuple[flo
 
 
 def time_bare_steps(env, weights: list[torch.Tensor], seconds: float) -> tuple[float, float]:
-    """Aggregate steps/s of the bare batched step on the env's own stacked students and batches: (wall, CPU)."""
+    """Aggregate steps/s of the bare batched step on the env's own stacked students and batches, through
+    the same library calls as the env's step: (wall, CPU)."""
     students, optimizer, episode, template = env.students, env.optimizer, env._episode, env.template
     steps, clock = 0, Clock()
     while clock.elapsed() < seconds:
         row = steps % env.episode_steps
-        logits = students.forward(episode.inputs(row)).flatten(0, 1)
-        teacher_logits = template._teacher_logits[episode.device_indices[row]].flatten(0, 1)
-        parts = kd_loss(logits, episode.labels[row].flatten(), teacher_logits, weights[steps % len(weights)], template.kd_config)
-        loss = parts.total.sum() / env.batch_size
+        logits, saved = students.forward_for_training(episode.inputs(row))
+        teacher_probs = env._soft_targets.index_select(0, episode.device_indices[row].flatten())
+        _, logit_gradient = kd_loss_and_logit_gradient(
+            logits.flatten(0, 1), episode.labels[row].flatten(), teacher_probs, weights[steps % len(weights)],
+            template.kd_config, 1.0 / env.batch_size,
+        )
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        students.backward(saved, logit_gradient.view_as(logits))
         optimizer.step()
         steps += 1
     return clock.rates(env.num_envs * steps)

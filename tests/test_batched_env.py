@@ -256,3 +256,45 @@ def test_instance_vec_env_composes_with_the_adapter(kwargs):
     model = PPO("MlpPolicy", vec, n_steps=2, batch_size=vec.num_envs, n_epochs=1, seed=0, device="cpu")
     model.learn(total_timesteps=vec.num_envs * 4)
     assert model.num_timesteps == vec.num_envs * 4
+
+
+@pytest.mark.parametrize("fallback", [False, True], ids=["stacked", "loop"])
+def test_sub_env_student_state_is_a_single_env_state(fallback, kwargs, monkeypatch):
+    """A sub-env's ``student_state(i)`` matches the single env's after the same steps, loads into a
+    single env, and loads back into the batched env (for the per-env loop too)."""
+    if fallback:
+        monkeypatch.setattr(student_stacks, "STACKABLE_STUDENTS", ())
+    batched, singles, _ = compare_rollouts(ENV_IDS[0], kwargs, steps=2, batched_kwargs={"per_env_fallback": fallback})
+    batched = batched.unwrapped
+    for i, single in enumerate(singles):
+        state, expected = batched.student_state(i), single.unwrapped.student_state()
+        for name, value in expected["student"].items():
+            assert_close(value, state["student"][name], f"env {i}: {name}")
+        assert state["optimizer"]["param_groups"] == expected["optimizer"]["param_groups"]
+        for j, moments in expected["optimizer"]["state"].items():
+            for key, value in moments.items():
+                assert_close(value, state["optimizer"]["state"][j][key], f"env {i}: optimizer {j} {key}")
+        single.unwrapped.load_student_state(state)  # the single env's format
+    # Sub-env 2 takes sub-env 0's student; the single env 2 does the same: they still step alike.
+    state = batched.student_state(0)
+    batched.load_student_state(2, state)
+    singles[2].unwrapped.load_student_state(state)
+    actions = sampled_actions(batched, 1)[0]
+    obs, rewards, *_ = batched.step(actions)
+    single_obs, single_reward, *_ = singles[2].step(actions[2])
+    assert_close(single_obs, obs[2], "sub-env 2 after loading sub-env 0's state")
+    assert_close(single_reward, rewards[2], "reward after loading")
+    with pytest.raises(ValueError, match="sub-env index"):
+        batched.student_state(NUM_ENVS)
+
+
+def test_stacked_students_must_stay_in_step(kwargs):
+    batched = make_batched(ENV_IDS[0], **kwargs).unwrapped
+    batched.reset(seed=SEED)
+    actions = sampled_actions(batched, 2)
+    batched.step(actions[0])
+    earlier = batched.student_state(1)
+    batched.step(actions[1])
+    batched.load_student_state(1, earlier)  # one step behind the others
+    with pytest.raises(RuntimeError, match="different numbers of optimizer steps"):
+        batched.step(actions[0])

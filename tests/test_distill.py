@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from kd_env.distill import KDConfig, kd_loss, normalise_weights
+from kd_env import distill
+from kd_env.distill import KDConfig, aggregation_names, kd_loss, kd_loss_and_logit_gradient, normalise_weights, soft_targets
 
 
 def test_selection_weights_average_and_fall_back():
@@ -94,3 +95,44 @@ def test_empty_selection_trains_on_hard_label_only():
 def test_bad_kd_config(kwargs, message):
     with pytest.raises(ValueError, match=message):
         KDConfig(**kwargs)
+
+
+def _autograd_logit_gradient(logits, labels, teachers, weights, config, scale):
+    leaf = logits.clone().requires_grad_()
+    (kd_loss(leaf, labels, teachers, weights, config).total.sum() * scale).backward()
+    return leaf.grad
+
+
+@pytest.mark.parametrize("aggregation", aggregation_names())
+@pytest.mark.parametrize("tau_squared", [False, True])
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0])
+def test_written_out_logit_gradient_matches_autograd(aggregation, tau_squared, alpha):
+    """Every registered aggregation, with and without a written-out gradient, with instances that have
+    no teacher (hard label only) among those that have one or several."""
+    generator = torch.Generator().manual_seed(0)
+    logits, teachers = torch.randn(6, 3, generator=generator), torch.randn(6, 4, 3, generator=generator) * 2
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    weights = torch.from_numpy(normalise_weights(np.array([[1, 0, 0, 1], [0, 0, 0, 0], [1, 1, 1, 1], [0, 1, 0, 0], [0, 0, 0, 0], [0.2, 0.7, 0, 0.1]])))
+    config = KDConfig(alpha=alpha, temperature=1.7, tau_squared=tau_squared, aggregation=aggregation)
+    parts, gradient = kd_loss_and_logit_gradient(logits, labels, soft_targets(teachers, config), weights, config, 0.25)
+    expected = kd_loss(logits, labels, teachers, weights, config)
+    for name in ("total", "ce", "kd"):
+        torch.testing.assert_close(getattr(parts, name), getattr(expected, name))
+    torch.testing.assert_close(gradient, _autograd_logit_gradient(logits, labels, teachers, weights, config, 0.25))
+
+
+def test_aggregation_without_written_out_gradient_falls_back_to_autograd(monkeypatch):
+    monkeypatch.setattr(distill, "_AGGREGATIONS", dict(distill._AGGREGATIONS))
+
+    @distill.register_aggregation("max_teacher_ce")
+    def max_teacher_ce(student_log_probs, teacher_probs, weights):
+        per_teacher = -(teacher_probs * student_log_probs.unsqueeze(1)).sum(dim=-1)
+        return (weights * per_teacher).max(dim=1).values
+
+    generator = torch.Generator().manual_seed(1)
+    logits, teachers = torch.randn(5, 3, generator=generator), torch.randn(5, 2, 3, generator=generator)
+    labels, weights = torch.tensor([0, 1, 2, 1, 0]), torch.full((5, 2), 0.5)
+    config = KDConfig(aggregation="max_teacher_ce")
+    parts, gradient = kd_loss_and_logit_gradient(logits, labels, soft_targets(teachers, config), weights, config, 1.0)
+    assert not parts.total.requires_grad and not logits.requires_grad
+    torch.testing.assert_close(gradient, _autograd_logit_gradient(logits, labels, teachers, weights, config, 1.0))
