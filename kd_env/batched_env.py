@@ -261,7 +261,7 @@ class BatchedTeacherSelectionEnv(VectorEnv):
                 raise ValueError(f"the state has no optimizer moments for parameter {j}: save it after at least one step")
             live = self.optimizer.state[tensor]
             if not live:
-                live.update(step=torch.zeros((), dtype=torch.float32), exp_avg=torch.zeros_like(tensor), exp_avg_sq=torch.zeros_like(tensor))
+                live.update(step=torch.zeros((), dtype=torch.float32, device=tensor.device), exp_avg=torch.zeros_like(tensor), exp_avg_sq=torch.zeros_like(tensor))
             live["exp_avg"][index] = saved[j]["exp_avg"]
             live["exp_avg_sq"][index] = saved[j]["exp_avg_sq"]
             live["step"] = live["step"].fill_(saved[j]["step"]) if index else saved[j]["step"].clone()

@@ -39,7 +39,7 @@ ENV_ID = "kd_env/TeacherSelection-v0"
 
 
 def env_kwargs(args) -> dict:
-    return {"task": "synthetic", "batch_size": args.batch_size}
+    return {"task": "synthetic", "batch_size": args.batch_size, "device": args.device}
 
 
 class Clock:
@@ -94,6 +94,8 @@ def time_bare_steps(env, weights: list[torch.Tensor], seconds: float) -> tuple[f
         optimizer.zero_grad(set_to_none=True)
         students.backward(saved, logit_gradient.view_as(logits))
         optimizer.step()
+        if logits.is_cuda:  # as the env's step, which hands numpy arrays back, waits for the GPU
+            torch.cuda.synchronize()
         steps += 1
     return clock.rates(env.num_envs * steps)
 
@@ -114,7 +116,7 @@ def measure_speed(args) -> dict[str, dict[int, tuple[float, float]]]:
         bare_envs[n].reset(seed=0)
         vector_envs[n].action_space.seed(0)
         actions[n] = [vector_envs[n].action_space.sample() for _ in range(16)]
-        weights[n] = [torch.from_numpy(normalise_weights(a.reshape(n * b, k))) for a in actions[n]]
+        weights[n] = [torch.from_numpy(normalise_weights(a.reshape(n * b, k))).to(args.device) for a in actions[n]]
     rates: dict[str, dict[int, list[tuple[float, float]]]] = {"env": {n: [] for n in args.num_envs}, "bare": {n: [] for n in args.num_envs}}
     rates["single"] = {1: []}
     for round_index in range(args.rounds + 1):  # round 0 warms up and is dropped
@@ -183,6 +185,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.5, help="clock time per measurement")
+    parser.add_argument("--device", default="cpu", help="where the students train (cpu, cuda)")
+    parser.add_argument("--skip-memory", action="store_true", help="speed only")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (more than the free cores stalls them)")
     parser.add_argument("--ppo", type=int, default=0, metavar="N", help="only compare PPO on N sub-envs: batched env vs DummyVecEnv")
     args = parser.parse_args()
@@ -199,7 +203,7 @@ def main() -> None:
     speed = measure_speed(args)
     single = speed["single"][1]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"synthetic task, B={args.batch_size}, K=4, head student; {args.threads} torch threads, {os.cpu_count()} cores, "
+    print(f"synthetic task, B={args.batch_size}, K=4, head student on {args.device}; {args.threads} torch threads, {os.cpu_count()} cores, "
           f"load average {load}; medians of {args.rounds} alternating rounds of {args.seconds} s")
     print(f"single env: {single[0]:,.0f} env steps/s (wall clock), {single[1]:,.0f} per CPU second\n")
     print("Wall clock, then per CPU second of this process (what a core to itself would give):\n")
@@ -210,6 +214,8 @@ def main() -> None:
         print(f"| {n} | {env_wall:,.0f} | {env_wall / single[0]:.1f} | {bare_wall:,.0f} | {bare_wall / env_wall:.2f} "
               f"| {env_cpu:,.0f} | {env_cpu / single[1]:.1f} | {bare_cpu / env_cpu:.2f} |")
 
+    if args.skip_memory:
+        return
     memory = measure_memory(args)
     base = memory[args.num_envs[0]][0]
     print(f"\nteacher outputs held once per process: {memory[args.num_envs[0]][1] / 1024:.0f} KiB")

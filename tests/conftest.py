@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -5,12 +7,16 @@ import torch
 torch.set_num_threads(1)
 
 SMALL_SYNTHETIC = {"num_train": 256, "num_dev": 64, "num_test": 128}
+TEST_DEVICE = os.environ.get("KD_ENV_TEST_DEVICE")
+"""Where the small envs' students train: unset (the env's default, the CPU), or e.g. ``cuda`` to run
+the env tests on a GPU machine (CI has none)."""
 
 
 @pytest.fixture
 def small_env_kwargs():
     """A synthetic env small enough for many resets and full episodes in a test."""
-    return {"task": "synthetic", "task_options": dict(SMALL_SYNTHETIC), "batch_size": 16}
+    device = {"device": TEST_DEVICE} if TEST_DEVICE else {}
+    return {"task": "synthetic", "task_options": dict(SMALL_SYNTHETIC), "batch_size": 16, **device}
 
 
 @pytest.fixture(scope="session")
