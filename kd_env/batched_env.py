@@ -237,7 +237,8 @@ class BatchedTeacherSelectionEnv(VectorEnv):
         moments = {}
         for j, (tensor, index) in enumerate(views):
             if tensor in self.optimizer.state:
-                moments[j] = {key: value.clone() if key == "step" else value[index].clone() for key, value in self.optimizer.state[tensor].items()}
+                live = self.optimizer.state[tensor]
+                moments[j] = {key: value.clone() if key == "step" else value[index].clone() for key, value in live.items()}
         group = {key: value for key, value in self.optimizer.param_groups[0].items() if key != "params"}
         optimizer = {"state": moments, "param_groups": [{**group, "params": list(range(len(views)))}]}
         return {"student": copy.deepcopy(self.students.student(i).state_dict()), "optimizer": optimizer}
@@ -252,16 +253,18 @@ class BatchedTeacherSelectionEnv(VectorEnv):
         if self.students is None:
             raise RuntimeError("call reset() before load_student_state(): there are no students to load into")
         i = self._sub_env(i)
+        views, saved = self.students.parameter_views(i), state["optimizer"]["state"]
+        missing = [j for j in range(len(views)) if j not in saved]
+        if missing:
+            raise ValueError(f"the state has no optimizer moments for parameters {missing}: save it after at least one step")
         module = self.students.student(i)
         module.load_state_dict(state["student"])
         self.students.load_student(i, module)
-        saved = state["optimizer"]["state"]
-        for j, (tensor, index) in enumerate(self.students.parameter_views(i)):
-            if j not in saved:
-                raise ValueError(f"the state has no optimizer moments for parameter {j}: save it after at least one step")
+        for j, (tensor, index) in enumerate(views):
             live = self.optimizer.state[tensor]
-            if not live:
-                live.update(step=torch.zeros((), dtype=torch.float32, device=tensor.device), exp_avg=torch.zeros_like(tensor), exp_avg_sq=torch.zeros_like(tensor))
+            if not live:  # no step taken yet: AdamW's state as its first step would make it
+                zero_step = torch.zeros((), dtype=torch.float32, device=tensor.device)
+                live.update(step=zero_step, exp_avg=torch.zeros_like(tensor), exp_avg_sq=torch.zeros_like(tensor))
             live["exp_avg"][index] = saved[j]["exp_avg"]
             live["exp_avg_sq"][index] = saved[j]["exp_avg_sq"]
             live["step"] = live["step"].fill_(saved[j]["step"]) if index else saved[j]["step"].clone()
