@@ -159,7 +159,7 @@ def compare(
     out: Annotated[Path | None, typer.Option(help="Output folder: results.jsonl, tables, plots (default results/<preset or grid name>).")] = None,
     logdir: Logdir = Path("runs"),
     workers: Annotated[int, typer.Option(help="Runs in parallel processes (CPU threads are shared out).")] = 1,
-    lockstep_seeds: Annotated[bool, typer.Option(help="Run the seeds of each (task, entry) as sub-envs of one batched env, for agents that can (rules, reinforce, mtkd_rl); same records up to float rounding.")] = False,
+    lockstep_seeds: Annotated[bool, typer.Option(help="Run the seeds of each (task, entry) as sub-envs of one batched env, for agents that can (rules, reinforce, mtkd_rl); same records up to float rounding; faster with the head student only.")] = False,
     report_only: Annotated[bool, typer.Option(help="Only rebuild the tables and plots from the results file.")] = False,
 ) -> None:
     """Compare agents over tasks and seeds (a preset, or an ad-hoc grid from flags or a file); re-runs skip finished runs."""
