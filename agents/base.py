@@ -90,11 +90,6 @@ def agent_class(name: str) -> type[Agent]:
     return _REGISTRY[name][0]
 
 
-def agent_learns(name: str) -> bool:
-    """Whether the agent registered as ``name`` learns its selection (rather than follows a fixed rule)."""
-    return agent_class(name).learns
-
-
 def make(name: str, env: gym.Env, **config: Any) -> Agent:
     """Build the agent registered as ``name`` on ``env``; ``config`` overrides its config fields."""
     cls, defaults = agent_class(name), _REGISTRY[name][1]

@@ -61,13 +61,11 @@ class InstanceVecEnv(VecEnvWrapper):
             obs_shape = venv.get_attr("obs_shape", indices=[0])[0]
         self.obs_shape = tuple(int(n) for n in obs_shape)
         self.batch_size = self.obs_shape[0]
-        self.num_batch_envs = venv.num_envs
         self.env_infos: list[dict[str, Any]] = [{} for _ in range(venv.num_envs)]
         observation_space, action_space = instance_spaces(self.obs_shape, venv.observation_space, venv.action_space)
-        self._num_sub_envs = venv.num_envs * self.batch_size
         super().__init__(venv, observation_space, action_space)
         # VecEnvWrapper sizes itself by the inner venv: count the sub-envs instead.
-        self.num_envs = self._num_sub_envs
+        self.num_envs = venv.num_envs * self.batch_size
         self.reset_infos = self._per_sub_env(venv.reset_infos)
 
     # ------------------------------------------------------------------------- stepping
@@ -77,7 +75,7 @@ class InstanceVecEnv(VecEnvWrapper):
         return self._split(obs)
 
     def step_async(self, actions: np.ndarray) -> None:
-        self.venv.step_async(np.asarray(actions).reshape(self.num_batch_envs, -1))
+        self.venv.step_async(np.asarray(actions).reshape(self.venv.num_envs, -1))
 
     def step_wait(self) -> VecEnvStepReturn:
         obs, _, dones, infos = self.venv.step_wait()
@@ -107,7 +105,7 @@ class InstanceVecEnv(VecEnvWrapper):
         return list(dict.fromkeys(owners)), owners
 
     def _per_sub_env(self, values: Sequence[Any]) -> list[Any]:
-        return [values[i // self.batch_size] for i in range(self._num_sub_envs)]
+        return [values[i // self.batch_size] for i in range(self.num_envs)]
 
     def _dispatch(self, call, indices: VecEnvIndices) -> list[Any]:
         envs, owners = self._env_indices(indices)

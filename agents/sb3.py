@@ -243,7 +243,7 @@ class InstanceSB3Agent(SB3Agent):
         return VecMonitor(self.instance_env)
 
     def _policy_obs_shape(self) -> tuple[int, int, int]:
-        return (1, *ObservationView(self.env).shape[1:])
+        return (1, *self.instance_env.obs_shape[1:])
 
     def _env_infos(self, sb3_infos: list[dict]) -> list[dict]:
         return self.instance_env.env_infos

@@ -24,21 +24,20 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from experiments.report import REFERENCE_AGENT as REFERENCE
 from experiments.results import RunRecord
 
 logger = logging.getLogger(__name__)
 
-REFERENCE = "avg_kd"
 
 
-def score_matrices(records: list[RunRecord], metric: str = "test_accuracy") -> dict[str, list[np.ndarray]]:
-    """Entry label -> one array of per-seed scores per task, failed runs dropped; an entry missing from
+def score_matrices(records: list[RunRecord]) -> dict[str, list[np.ndarray]]:
+    """Entry label -> one array of per-seed test accuracies per task, failed runs dropped; an entry missing from
     some task is left out (its aggregate would be over other tasks than the rest)."""
     scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for record in records:
-        value = getattr(record, metric)
-        if record.status == "ok" and value is not None:
-            scores[record.entry][record.task].append(value)
+        if record.status == "ok" and record.test_accuracy is not None:
+            scores[record.entry][record.task].append(record.test_accuracy)
     tasks = sorted({task for by_task in scores.values() for task in by_task})
     partial = sorted(entry for entry, by_task in scores.items() if set(by_task) != set(tasks))
     if partial:
@@ -62,14 +61,15 @@ def probability_of_improvement(x: list[np.ndarray], y: list[np.ndarray]) -> floa
     return np.mean(per_task, axis=0)
 
 
-def stratified_interval(statistic: Callable[..., float | np.ndarray], samples: tuple[list[np.ndarray], ...], reps: int = 2000,
-                        seed: int = 0, confidence: float = 0.95) -> tuple[float, float, float]:
+def stratified_interval(statistic: Callable[..., float | np.ndarray], samples: tuple[list[np.ndarray], ...],
+                        reps: int = 2000) -> tuple[float, float, float]:
     """(point estimate, low, high): percentile interval over ``reps`` resamplings of the seeds within
-    each task, each of ``samples`` (one per agent) resampled independently; all draws at once."""
-    rng = np.random.default_rng(seed)
+    each task, each of ``samples`` (one per agent) resampled independently; all draws at once; 95%,
+    seeded so that a report is the same each time it is made."""
+    rng = np.random.default_rng(0)
     point = float(statistic(*samples))
     resampled = tuple([scores[rng.integers(0, len(scores), (reps, len(scores)))] for scores in sample] for sample in samples)
-    tail = 100 * (1 - confidence) / 2
+    tail = 2.5
     low, high = np.percentile(statistic(*resampled), [tail, 100 - tail])
     return point, float(low), float(high)
 
@@ -85,14 +85,14 @@ class AggregateRow:
     """P(this entry > the reference entry) with its interval; None for the reference itself."""
 
 
-def aggregate(records: list[RunRecord], reference: str = REFERENCE, reps: int = 2000, metric: str = "test_accuracy") -> list[AggregateRow]:
+def aggregate(records: list[RunRecord], reps: int = 2000) -> list[AggregateRow]:
     """One row per entry, best IQM first."""
-    scores = score_matrices(records, metric)
+    scores = score_matrices(records)
     rows = []
     for entry, per_task in scores.items():
         improvement = None
-        if reference in scores and entry != reference:
-            improvement = stratified_interval(probability_of_improvement, (per_task, scores[reference]), reps)
+        if REFERENCE in scores and entry != REFERENCE:
+            improvement = stratified_interval(probability_of_improvement, (per_task, scores[REFERENCE]), reps)
         rows.append(AggregateRow(entry, sum(len(s) for s in per_task), stratified_interval(iqm, (per_task,), reps),
                                  stratified_interval(mean, (per_task,), reps), improvement))
     return sorted(rows, key=lambda row: -row.iqm[0])
@@ -102,16 +102,16 @@ def _interval(values: tuple[float, float, float]) -> str:
     return f"{values[0]:.4f} [{values[1]:.4f}, {values[2]:.4f}]"
 
 
-def aggregate_table(rows: list[AggregateRow], reference: str = REFERENCE) -> str:
+def aggregate_table(rows: list[AggregateRow]) -> str:
     """Markdown: IQM, mean and P(entry > reference), each with its 95% stratified-bootstrap interval."""
-    lines = [f"| entry | runs | IQM test accuracy | mean test accuracy | P(entry > {reference}) |", "|---|---|---|---|---|"]
+    lines = [f"| entry | runs | IQM test accuracy | mean test accuracy | P(entry > {REFERENCE}) |", "|---|---|---|---|---|"]
     for row in rows:
         improvement = "—" if row.improvement is None else _interval(row.improvement)
         lines.append(f"| {row.entry} | {row.runs} | {_interval(row.iqm)} | {_interval(row.mean)} | {improvement} |")
     return "\n".join(lines) + "\n"
 
 
-def plot_aggregate(rows: list[AggregateRow], path: str | Path, reference: str = REFERENCE) -> Path:
+def plot_aggregate(rows: list[AggregateRow], path: str | Path) -> Path:
     """IQM and P(improvement) with their intervals, one line per entry."""
     import matplotlib
 
@@ -120,7 +120,7 @@ def plot_aggregate(rows: list[AggregateRow], path: str | Path, reference: str = 
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 0.4 * len(rows) + 1.5), sharey=True)
     positions = np.arange(len(rows))[::-1]
-    for axis, key, title in ((left, "iqm", "IQM test accuracy"), (right, "improvement", f"P(entry > {reference})")):
+    for axis, key, title in ((left, "iqm", "IQM test accuracy"), (right, "improvement", f"P(entry > {REFERENCE})")):
         for y, row in zip(positions, rows):
             values = getattr(row, key)
             if values is not None:

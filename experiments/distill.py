@@ -21,6 +21,7 @@ from agents.training import TrainConfig, load_student, make_env, train
 from experiments.compare import SELECT_ENV, pending_runs, profile
 from experiments.grids import GridSpec
 from experiments.model_card import model_card
+from experiments.report import REFERENCE_AGENT as REFERENCE
 from kd_env.export import save_student
 from kd_env.students import TransformerStudentConfig
 from kd_env.teachers import resolve_teacher_specs
@@ -28,7 +29,6 @@ from kd_env.tasks.text_data import split_options
 
 log = logging.getLogger(__name__)
 
-REFERENCE = "avg_kd"
 
 
 @dataclass(frozen=True)
@@ -78,17 +78,14 @@ def distill(spec: DistillSpec) -> dict:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    runs = {}
-    for run in pending_runs(preset, set(), out / "runs"):
-        runs[run.entry.label] = run_recipe(run.config, run.entry.profile_selection)
+    pending = pending_runs(preset, set(), out / "runs")
+    runs = {run.entry.label: run_recipe(run.config, run.entry.profile_selection) for run in pending}
     main = runs[spec.agent]
-    config = main["config"]
-    export(TrainConfig(**config), Path(main["run_dir"]), spec, student_options, out)
-    for result in runs.values():
-        result.pop("config")
-    settings = {key: value for key, value in config["env_kwargs"].items() if key != "task" and isinstance(value, (bool, int, float, str))}
+    config = next(run.config for run in pending if run.entry.label == spec.agent)
+    export(config, Path(main["run_dir"]), spec, student_options, out)
+    settings = {key: value for key, value in config.env_kwargs.items() if key != "task" and isinstance(value, (bool, int, float, str))}
     summary = {"task": spec.task, "agent": spec.agent, "student": spec.student, "epochs": spec.epochs, "seed": spec.seed, "out": str(out),
-               "settings": settings, "agent_kwargs": config["agent_kwargs"], **facts, "runs": runs}
+               "settings": settings, "agent_kwargs": config.agent_kwargs, **facts, "runs": runs}
     (out / "distill.json").write_text(json.dumps(summary, indent=2))
     (out / "README.md").write_text(model_card(summary))
     log.info("distilled student in %s (test accuracy %.4f)", out, main["test_accuracy"])
@@ -111,7 +108,7 @@ def run_recipe(config: TrainConfig, profile_selection: bool) -> dict:
     """Train one run; an error stops the distillation (unlike a grid, which records it and goes on)."""
     result = train(config)
     selection = profile(config, Path(result.run_dir)) if profile_selection else {}
-    return {**asdict(result), "selection": selection, "config": asdict(config)}
+    return {**asdict(result), "selection": selection}
 
 
 def export(config: TrainConfig, run_dir: Path, spec: DistillSpec, student_options: dict, out: Path) -> None:

@@ -9,6 +9,7 @@ temperature 1. ``no_kd`` alone keeps the hard-label fallback: selecting nothing 
 
 from __future__ import annotations
 
+from agents.sb3 import InstanceSB3Agent
 from experiments.compare import WEIGHT_ENV, GridEntry, Preset
 from kd_env.features import STATIC_GROUPS
 
@@ -18,7 +19,7 @@ TEACHER_GROUPS = tuple(g for g in STATIC_GROUPS if g.startswith("teacher_"))
 LEARNING_ENV = {"reward": "ce_gain", "empty_selection": "all_teachers", "temperature": 1.0}
 REINFORCE_SETTINGS = {"advantage": "instance", "update_every": 4, "learning_rate": 0.05}
 PPO_SETTINGS = {"n_steps": 32, "batch_size": 32, "learning_rate": 0.03, "gamma": 0.0, "clip_range": 0.3}
-PPO_INSTANCE_SETTINGS = {"n_steps": 32, "batch_size": 256, "learning_rate": 0.003, "gamma": 0.0, "clip_range": 0.3}
+PPO_INSTANCE_SETTINGS = dict(InstanceSB3Agent.default_algo_kwargs["ppo"])
 
 REINFORCE = GridEntry(
     label="reinforce",
@@ -44,6 +45,11 @@ PPO_INSTANCE = GridEntry(
 NO_KD = GridEntry(label="no_kd", agent="no_kd", env_kwargs={"empty_selection": "hard_label"})
 AVG_KD = GridEntry(label="avg_kd", agent="avg_kd")
 CA_MKD = GridEntry(label="ca_mkd", agent="ca_mkd", env_id=WEIGHT_ENV)
+BEST_TEACHER = GridEntry(label="best_teacher", agent="best_teacher")
+MTKD_RL = GridEntry(label="mtkd_rl", agent="mtkd_rl", env_id=WEIGHT_ENV)
+# The paper's REINFORCE: episode-return advantage, with the 3-stage schedule.
+REINFORCE_PAPER = GridEntry(label="reinforce_paper", agent="reinforce", agent_kwargs={"advantage": "episode"},
+                            epoch_kwargs={"pretrain_student_steps": 1, "pretrain_selector_steps": 1}, profile_selection=True)
 # Privileged references (agents.heuristics): their students bound what per-instance selection can win,
 # which the report's headroom table reads. Every preset runs ``correct_teachers``; ``oracle`` needs a
 # task with a known answer.
@@ -52,13 +58,12 @@ ORACLE = GridEntry(label="oracle", agent="oracle")
 
 QUICK_ENTRIES = (NO_KD, AVG_KD, CA_MKD, REINFORCE, PPO, PPO_INSTANCE, CORRECT_TEACHERS)
 FULL_ENTRIES = QUICK_ENTRIES + (
-    GridEntry(label="best_teacher", agent="best_teacher"),
+    BEST_TEACHER,
     GridEntry(label="random", agent="random"),
     GridEntry(label="ebkd", agent="ebkd", env_id=WEIGHT_ENV),
     GridEntry(label="mt_bert", agent="mt_bert", env_id=WEIGHT_ENV),
-    GridEntry(label="mtkd_rl", agent="mtkd_rl", env_id=WEIGHT_ENV),
-    GridEntry(label="reinforce_paper", agent="reinforce", agent_kwargs={"advantage": "episode"},
-              epoch_kwargs={"pretrain_student_steps": 1, "pretrain_selector_steps": 1}, profile_selection=True),
+    MTKD_RL,
+    REINFORCE_PAPER,
     GridEntry(label="a2c", agent="a2c", profile_selection=True),
     GridEntry(label="a2c_instance", agent="a2c_instance", profile_selection=True),
 )
@@ -104,8 +109,8 @@ def _reinforce(label: str, env_kwargs: dict | None = None, stages: int = 1, **ag
 # goes with batch-level advantages (``step``, ``episode``).
 LEVER_ENTRIES = (
     NO_KD, AVG_KD, CA_MKD, REINFORCE, PPO, CORRECT_TEACHERS,
-    GridEntry(label="best_teacher", agent="best_teacher"),
-    GridEntry(label="mtkd_rl", agent="mtkd_rl", env_id=WEIGHT_ENV),
+    BEST_TEACHER,
+    MTKD_RL,
     _reinforce("reinforce:episode", advantage="episode"),
     _reinforce("reinforce:student_ce", env_kwargs={"reward": "student_ce"}),
     _reinforce("reinforce:student_loss", env_kwargs={"reward": "student_loss"}),
@@ -131,7 +136,7 @@ PRESETS["levers"] = Preset(
 PRESETS["transformer"] = Preset(
     name="transformer", tasks=("twitter-sentiment",), seeds=(0, 1, 2, 3, 4), epochs=3,
     common_env_kwargs=dict(PRESETS["full"].common_env_kwargs),
-    entries=(NO_KD, AVG_KD, GridEntry(label="best_teacher", agent="best_teacher"), REINFORCE,
+    entries=(NO_KD, AVG_KD, BEST_TEACHER, REINFORCE,
              _reinforce("reinforce:student_loss", env_kwargs={"reward": "student_loss"}), PPO,
              _reinforce("reinforce:no_stages", stages=0), CORRECT_TEACHERS),
     single_teachers=False,
@@ -144,10 +149,9 @@ PRESETS["transformer"] = Preset(
 HEADROOM_POOLS = ("biased-specialists", "specialists", "mixed-quality")
 HEADROOM_REGIMES = {f"twitter/{pool}": {"task": "twitter-sentiment", "teachers": pool} for pool in HEADROOM_POOLS}
 HEADROOM_ENTRIES = (
-    NO_KD, AVG_KD, GridEntry(label="best_teacher", agent="best_teacher"), CORRECT_TEACHERS, CA_MKD,
-    GridEntry(label="mtkd_rl", agent="mtkd_rl", env_id=WEIGHT_ENV), REINFORCE,
-    GridEntry(label="reinforce_paper", agent="reinforce", agent_kwargs={"advantage": "episode"},
-              epoch_kwargs={"pretrain_student_steps": 1, "pretrain_selector_steps": 1}, profile_selection=True),
+    NO_KD, AVG_KD, BEST_TEACHER, CORRECT_TEACHERS, CA_MKD,
+    MTKD_RL, REINFORCE,
+    REINFORCE_PAPER,
     PPO, PPO_INSTANCE,
 )
 PRESETS["headroom"] = Preset(
@@ -160,6 +164,6 @@ PRESETS["headroom"] = Preset(
 PRESETS["demo"] = Preset(
     name="demo", tasks=("twitter/biased-specialists",), seeds=(0, 1, 2), epochs=10,
     common_env_kwargs=dict(PRESETS["headroom"].common_env_kwargs),
-    entries=(NO_KD, AVG_KD, GridEntry(label="best_teacher", agent="best_teacher"), CORRECT_TEACHERS, REINFORCE),
+    entries=(NO_KD, AVG_KD, BEST_TEACHER, CORRECT_TEACHERS, REINFORCE),
     regimes={"twitter/biased-specialists": HEADROOM_REGIMES["twitter/biased-specialists"]}, single_teachers=False,
 )

@@ -162,7 +162,7 @@ def _tasks(runs: RunsByAgent):
     for task in sorted({task for task, _ in runs}):
         labels = sorted(entry for t, entry in runs if t == task)
         single = _best_by_dev(runs, task, [a for a in labels if a == BEST_SINGLE_AGENT or a.startswith("single:")])
-        yield task, labels, single, lambda label, task=task: runs.get((task, label), {}) if label else {}
+        yield task, labels, single, lambda label, task=task: runs.get((task, label), {})
 
 
 def headroom_summary(records: list[RunRecord]) -> list[Headroom]:
@@ -224,11 +224,11 @@ class Claim:
         return f"met (>= +{CLAIM_MARGIN:.2f}, both intervals above 0)" if beats else "not met"
 
 
-def _learned(label: str, runs: dict[int, RunRecord]) -> bool:
-    from agents import agent_learns
+def _learned(runs: dict[int, RunRecord]) -> bool:
+    from agents import agent_class
 
     names = {r.config.get("train", {}).get("agent") for r in runs.values()}
-    return bool(names) and None not in names and all(agent_learns(name) for name in names)
+    return bool(names) and None not in names and all(agent_class(name).learns for name in names)
 
 
 def claim_summary(records: list[RunRecord]) -> list[Claim]:
@@ -236,7 +236,7 @@ def claim_summary(records: list[RunRecord]) -> list[Claim]:
     runs = successful_runs(records)
     result = []
     for task, labels, single, of in _tasks(runs):
-        selector = _best_by_dev(runs, task, [a for a in labels if _learned(a, runs[(task, a)])])
+        selector = _best_by_dev(runs, task, [a for a in labels if _learned(runs[(task, a)])])
         result.append(Claim(
             task=task, selector=selector, best_single=single,
             selector_accuracy=Summary.of([r.test_accuracy for r in of(selector).values()]),

@@ -34,9 +34,10 @@ def write_report(results: str | Path, out: str | Path) -> str:
     (out / "single_teachers.md").write_text(singles)
     write_csv(rows, out / "table.csv")
     aggregate_rows = aggregate(records)
-    (out / "aggregate.md").write_text(aggregate_table(aggregate_rows))
+    aggregated = aggregate_table(aggregate_rows)
+    (out / "aggregate.md").write_text(aggregated)
     plot_aggregate(aggregate_rows, out / "aggregate.png")
     plot_accuracy(rows, out / "accuracy.png")
     plot_curves(records, out / "curves.png")
     plot_selection(records, out / "selection.png")
-    return headroom + "\n" + table + ("\n" + singles if singles else "") + "\n" + aggregate_table(aggregate_rows)
+    return headroom + "\n" + table + ("\n" + singles if singles else "") + "\n" + aggregated

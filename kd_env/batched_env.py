@@ -139,10 +139,10 @@ class BatchedTeacherSelectionEnv(VectorEnv):
         self._new_episode_batches()
         self._step = 0
         self._needs_reset = False
-        self._set_pending(*self.students.forward_for_training(self._batch_inputs(0)))
+        self._set_pending(*self.students.forward_for_training(self._episode.inputs(0)))
         if self.template.reward.needs_probe:
             self._probe_ce = self._probe_losses()
-        return self._observation(), self._observation_info()
+        return self._observation(), self._with_masks(self._observation_info())
 
     def step(self, actions):
         if self._episode is None:
@@ -158,7 +158,7 @@ class BatchedTeacherSelectionEnv(VectorEnv):
         weights = weights_from_action(actions, env.action_mode, expected, self.num_teachers, env.empty_selection)
         step = self._step
         if self._pending_logits is None:  # dropped by load_student_state
-            self._set_pending(*self.students.forward_for_training(self._batch_inputs(step)))
+            self._set_pending(*self.students.forward_for_training(self._episode.inputs(step)))
         labels = self._episode.labels[step].flatten()
         teacher_probs = self._soft_targets.index_select(0, self._episode.device_indices[step].flatten())
         weights_t = torch.from_numpy(weights).to(env.device).flatten(0, 1)
@@ -183,7 +183,7 @@ class BatchedTeacherSelectionEnv(VectorEnv):
 
         after_logits = self._forwards_after_update(step)
         losses, batch_means = self._losses_around_step(labels, teacher_probs, weights_t, parts, after_logits)
-        instance_rewards = reward_fns.instance_rewards(env.reward_name, losses, self.num_classes)
+        instance_rewards = reward_fns.instance_rewards(env.reward.name, losses, self.num_classes)
         terminated = self._step >= self.episode_steps
         info = self._step_info(step, batch_means, log_probs_before, weights)
         if terminated:
@@ -317,10 +317,6 @@ class BatchedTeacherSelectionEnv(VectorEnv):
         orders = [episode_order(rng, len(env._labels), self.batch_size, self.episode_steps) for rng in self._rngs]
         self._episode = EpisodeBatches.gather(np.stack(orders, axis=1), env._labels, env._inputs, env._oracle)
 
-    def _batch_inputs(self, step: int) -> dict[str, torch.Tensor]:
-        """(N, B, ...) student inputs of every sub-env's batch ``step``."""
-        return self._episode.inputs(step)
-
     def _pair_inputs(self, step: int) -> dict[str, torch.Tensor]:
         """(N, 2B, ...) inputs: each sub-env's batches ``step`` and ``step + 1``, one after the other."""
         return {
@@ -340,7 +336,7 @@ class BatchedTeacherSelectionEnv(VectorEnv):
     def _forwards_after_update(self, step: int) -> torch.Tensor | None:
         """As ``TeacherSelectionEnv._forwards_after_update``, for all students at once."""
         if not self.template.reward.needs_batch_after:
-            self._set_pending(*self.students.forward_for_training(self._batch_inputs(self._step)))
+            self._set_pending(*self.students.forward_for_training(self._episode.inputs(self._step)))
             return None
         b = self.batch_size
         if self.students.cheap_forward:
@@ -348,8 +344,8 @@ class BatchedTeacherSelectionEnv(VectorEnv):
             self._set_pending(both[:, b:], self.students.second_half(saved, b))
             return both[:, :b].float()
         with torch.no_grad():
-            after = self.students.forward(self._batch_inputs(step)).float()
-        self._set_pending(*self.students.forward_for_training(self._batch_inputs(self._step)))
+            after = self.students.forward(self._episode.inputs(step)).float()
+        self._set_pending(*self.students.forward_for_training(self._episode.inputs(self._step)))
         return after
 
     @torch.no_grad()
@@ -398,8 +394,7 @@ class BatchedTeacherSelectionEnv(VectorEnv):
     def _observation_info(self) -> dict[str, Any]:
         if self._episode.oracle is None:
             return {}
-        info = {"oracle": self._episode.oracle[self._step].reshape(self.num_envs, -1).astype(np.int8)}
-        return self._with_masks(info)
+        return {"oracle": self._episode.oracle[self._step].reshape(self.num_envs, -1).astype(np.int8)}
 
     def _step_info(self, step, batch_means, log_probs_before, weights: np.ndarray) -> dict[str, Any]:
         """As ``TeacherSelectionEnv._step_info``, with a leading axis of N on every value."""

@@ -155,7 +155,6 @@ class TeacherSelectionEnv(gym.Env):
         # Every check that needs no data comes first: preparing a text task fine-tunes teachers.
         self.kd_config = KDConfig(alpha=alpha, temperature=temperature, tau_squared=tau_squared, aggregation=aggregation)
         self.reward = reward_fns.get_reward(reward)
-        self.reward_name = reward
         validate_env_arguments(
             action_mode=action_mode, empty_selection=empty_selection, batch_size=batch_size,
             episode_steps=episode_steps, learning_rate=learning_rate, weight_decay=weight_decay, probe_size=probe_size,
@@ -273,7 +272,7 @@ class TeacherSelectionEnv(gym.Env):
 
         after_logits = self._forwards_after_update(step)
         losses, batch_means = self._losses_around_step(step, labels, teacher_probs, weights_t, parts, after_logits)
-        instance_rewards = reward_fns.instance_rewards(self.reward_name, losses, self.num_classes)
+        instance_rewards = reward_fns.instance_rewards(self.reward.name, losses, self.num_classes)
         terminated = self._step >= self.episode_steps
         info = self._step_info(step, batch_means, log_probs_before, weights)
         if terminated:

@@ -100,10 +100,6 @@ def get_reward(name: str) -> Reward:
     return _REGISTRY[name]
 
 
-def validate_reward(name: str) -> str:
-    return get_reward(name).name
-
-
 def instance_rewards(name: str, losses: StepLosses, num_classes: int) -> np.ndarray:
     """(B,) rewards for the named reward; see the module table."""
     return get_reward(name).fn(losses, math.log(num_classes))

@@ -15,7 +15,6 @@ import argparse
 import json
 import logging
 import os
-import shlex
 import signal
 import subprocess
 import sys
@@ -31,9 +30,10 @@ os.environ.update(TQDM_DISABLE="1", HF_DATASETS_DISABLE_PROGRESS_BARS="1", TRANS
 
 import torch  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+from pickle_payload import Payload  # noqa: E402
 from tiny_text import sentiment_rows, write_csv, write_tiny_bert  # noqa: E402
 
-from agents.checkpoints import CheckpointError, latest_checkpoint  # noqa: E402
+from agents.checkpoints import CheckpointError, latest_checkpoint, read_progress  # noqa: E402
 from agents.training import resume  # noqa: E402
 from experiments.results import RunRecord, append_record, read_records  # noqa: E402
 from kd_env.assets import resolve_encoder  # noqa: E402
@@ -74,7 +74,7 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 120.0) -
 
 
 def checkpoint_step(run_dir: Path) -> int:
-    return json.loads((latest_checkpoint(run_dir) / "progress.json").read_text())["env_steps"]
+    return read_progress(latest_checkpoint(run_dir))["env_steps"]
 
 
 def reward_steps(run_dir: Path) -> list[int]:
@@ -157,16 +157,6 @@ def case_missing_agent(folder: Path) -> str:
     for path in sorted((latest_checkpoint(run_dir) / "agent").iterdir()):
         path.unlink()
     return expect_error(CheckpointError, lambda: resume(run_dir, total_steps=30), "agent/agent.json missing")
-
-
-class Payload:
-    """Unpickling it runs a shell command that writes a marker file."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {shlex.quote(str(self.marker))}",)
 
 
 def case_pickle_payload(folder: Path) -> str:

@@ -11,7 +11,7 @@ from kd_env.features import (
     static_features,
     validate_groups,
 )
-from kd_env.rewards import GAIN_SCALE, StepLosses, instance_rewards, validate_reward
+from kd_env.rewards import GAIN_SCALE, StepLosses, get_reward, instance_rewards
 
 
 def make_layout(groups=FEATURE_GROUPS):
@@ -83,4 +83,4 @@ def test_rewards():
     assert np.allclose(instance_rewards("ce_gain", losses, 4), np.array([0.5, 1.0]) / log_c * GAIN_SCALE)
     assert np.allclose(instance_rewards("dev_gain", losses, 4), 0.1 / log_c * GAIN_SCALE)
     with pytest.raises(ValueError, match="student_ce"):
-        validate_reward("accuracy")
+        get_reward("accuracy")

@@ -1,8 +1,5 @@
 """Saved agents and checkpoints are data: loading a tampered file refuses it and never runs its code."""
 
-import os
-import shlex
-
 import gymnasium as gym
 import pytest
 import torch
@@ -11,16 +8,7 @@ import agents
 from agents.checkpoints import CheckpointError, latest_checkpoint, load_student
 from agents.training import TrainConfig, train
 from agents.wrappers import ContinuingStudent
-
-
-class Payload:
-    """A pickle whose unpickling runs a shell command that writes a marker file."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {shlex.quote(str(self.marker))}",)
+from pickle_payload import Payload
 
 
 def make_env(kwargs):

@@ -14,6 +14,7 @@ sources repeat texts and a repeat across splits would leak the test set into tra
 from __future__ import annotations
 
 import codecs
+import functools
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -131,6 +132,11 @@ class TextTask:
 
     def fingerprint(self) -> str:
         """A content hash of the task's data: caches keyed by it follow any change of text, label or split."""
+        return self._fingerprint
+
+    @functools.cached_property
+    def _fingerprint(self) -> str:
+        """Hashed once per task object: every teacher's and embedding's cache key asks for it."""
         digest = hashlib.sha256(repr(self.class_names).encode())
         for split in SPLITS:
             data = self.splits[split]

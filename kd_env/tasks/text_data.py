@@ -53,6 +53,9 @@ def build_text_data(
 
     text_task, cache, embeddings, preparation = prepare_text_task(task, teachers, options, min_train_size)
     tokenize = student_text_inputs(student, student_options)
+    if tokenize is not None:
+        tokenizer_name, max_length = tokenize
+        tokenizer = load_tokenizer(tokenizer_name, preparation.cache_dir)
     splits = {}
     for split in SPLITS:
         outputs = cache.outputs(split)
@@ -60,8 +63,7 @@ def build_text_data(
         if tokenize is None:
             inputs = {"features": vectors}
         else:
-            tokenizer_name, max_length = tokenize
-            inputs = encode(load_tokenizer(tokenizer_name, preparation.cache_dir), text_task.splits[split], max_length).padded()
+            inputs = encode(tokenizer, text_task.splits[split], max_length).padded()
         splits[split] = SplitData(
             labels=torch.from_numpy(text_task.splits[split].labels).long(),
             student_inputs=inputs,
