@@ -13,6 +13,7 @@ from numbers import Integral, Real
 from kd_env.distill import EMPTY_SELECTION_FALLBACKS
 
 ACTION_MODES = ("select", "weights")
+INFO_LEVELS = ("basic", "full")
 
 
 def require_int(name: str, value, minimum: int) -> int:
@@ -63,6 +64,7 @@ def validate_env_arguments(
     probe_needed: bool,
     terminal_bonus,
     semantic_dim,
+    info_level,
 ) -> None:
     """Raise ``ValueError`` on the first argument of ``TeacherSelectionEnv`` that no task could accept."""
     require_choice("action_mode", action_mode, ACTION_MODES)
@@ -77,3 +79,4 @@ def validate_env_arguments(
     require_int("probe_size", probe_size, 1 if probe_needed else 0)
     require_finite("terminal_bonus", terminal_bonus)
     require_int("semantic_dim", semantic_dim, 1)
+    require_choice("info_level", info_level, INFO_LEVELS)

@@ -19,8 +19,6 @@ from functools import cache
 
 from kd_env.options import check_option_names, field_names
 
-INFO_LEVELS = ("basic", "full")
-
 
 @dataclass(frozen=True)
 class EnvConfig:

@@ -1,12 +1,12 @@
 """Pure-torch multi-teacher distillation: KD losses, teacher aggregation, and weights from actions.
 
 Shapes: B instances, K teachers, C classes. Nothing here imports gym, so the loss can be tested and
-reused (e.g. by a plain training loop) without the environment. The loss is torch; the weights are
-made from actions, which are numpy arrays, in numpy.
+reused (e.g. by a plain training loop) without the environment. Everything is torch, on the device
+of its inputs.
 
 The loss of instance j is
 
-    L_j = (1 - alpha) * CE(y_j, p_S) + alpha * KD_j
+    L_j = (1 - alpha) * CE(y_j, p_S) + alpha * KD_j     (L_j = KD_j for an instance without a label)
 
 with, for the default ``weighted_ce`` aggregation (the paper's),
 
@@ -45,7 +45,7 @@ class Aggregation:
 
 _AGGREGATIONS: dict[str, Aggregation] = {}
 EMPTY_SELECTION_FALLBACKS = ("hard_label", "all_teachers")
-MIN_ROW_TOTAL = np.float32(1e-12)
+MIN_ROW_TOTAL = 1e-12
 """A row of weights summing to less than this is an empty selection: normalising it would only scale
 float noise up to a full teacher, and the loss and ``selection_rate`` would count a teacher that is not there."""
 
@@ -102,51 +102,59 @@ class KDLoss:
     kd: torch.Tensor
 
 
-def normalise_weights(scores: np.ndarray, empty: str = "hard_label") -> np.ndarray:
-    """Non-negative (..., B, K) scores -> float32 weights summing to 1 per instance.
+def normalise_weights(scores, empty: str = "hard_label") -> torch.Tensor:
+    """Non-negative (..., B, K) scores (a tensor or anything numpy reads) -> float32 weights summing to
+    1 per instance, on the scores' device.
 
     A binary selection becomes weights averaging over the selected teachers. Rows with no teacher
     (total below ``MIN_ROW_TOTAL``) stay all-zero (``hard_label``: the instance learns from its label
-    only) or become uniform (``all_teachers``). Numpy in and out, like the actions it reads: on a
-    32 x 4 batch numpy's per-call overhead is a fraction of torch's, and this runs every env step.
+    only) or become uniform (``all_teachers``).
     """
     if empty not in EMPTY_SELECTION_FALLBACKS:
         raise ValueError(f"unknown empty-selection fallback {empty!r}; expected one of {EMPTY_SELECTION_FALLBACKS}")
-    scores = np.asarray(scores, dtype=np.float32)
-    totals = scores.sum(axis=-1, keepdims=True)
+    scores = torch.as_tensor(np.asarray(scores) if not torch.is_tensor(scores) else scores, dtype=torch.float32)
+    totals = scores.sum(dim=-1, keepdim=True)
     empty_rows = totals < MIN_ROW_TOTAL
-    if empty_rows.any():
-        scores = np.where(empty_rows, np.float32(1.0 if empty == "all_teachers" else 0.0), scores)
-        totals = scores.sum(axis=-1, keepdims=True)
-    return scores / np.maximum(totals, MIN_ROW_TOTAL)
+    fill = 1.0 if empty == "all_teachers" else 0.0
+    scores = torch.where(empty_rows, fill, scores)
+    totals = torch.where(empty_rows, fill * scores.shape[-1], totals)
+    return scores / totals.clamp_min(MIN_ROW_TOTAL)
 
 
-def weights_from_action(action, action_mode: str, expected_shape: tuple[int, ...], num_teachers: int, empty: str) -> np.ndarray:
-    """Validate a flat action (raising on anything malformed) and turn it into (..., B, K) weights.
+def weights_from_action(action, action_mode: str, expected_shape: tuple[int, ...], num_teachers: int, empty: str,
+                        device: torch.device | str = "cpu") -> torch.Tensor:
+    """Validate a flat action (raising on anything malformed) and turn it into (..., B, K) weights on ``device``.
 
-    ``action_mode`` is ``select`` (0/1 per (instance, teacher), averaged over the selected) or
-    ``weights`` (scores in [0, 1], normalised per instance). ``expected_shape`` ends with B*K in
-    row-major (instance, teacher) order; leading axes (one per vectorised env) are kept.
+    ``action`` is what an agent gives (a numpy array, a list, a tensor on any device). ``action_mode``
+    is ``select`` (0/1 per (instance, teacher), averaged over the selected) or ``weights`` (scores in
+    [0, 1], normalised per instance). ``expected_shape`` ends with B*K in row-major (instance, teacher)
+    order; leading axes (one per env of a batched core) are kept. The value check is one reduction and
+    one read of its result, so a malformed action is refused before anything changes.
     """
-    try:
-        array = np.asarray(action)
-    except Exception as error:  # noqa: BLE001 - any unconvertible object is a bad action
-        raise ValueError(f"action must be an array of shape {expected_shape}, got {type(action).__name__}") from error
-    if array.shape != expected_shape:
-        raise ValueError(f"action must have shape {expected_shape} (B*K, row-major (instance, teacher)), got {array.shape}")
-    if array.dtype.kind not in "biuf":
-        raise ValueError(f"action must be numeric (bool, int or float), got dtype {array.dtype}")
-    values = array.astype(np.float32).reshape(*expected_shape[:-1], -1, num_teachers)
+    if not torch.is_tensor(action):
+        try:
+            array = np.asarray(action)
+        except Exception as error:  # noqa: BLE001 - any unconvertible object is a bad action
+            raise ValueError(f"action must be an array of shape {expected_shape}, got {type(action).__name__}") from error
+        if array.dtype.kind not in "biuf":
+            raise ValueError(f"action must be numeric (bool, int or float), got dtype {array.dtype}")
+        action = torch.from_numpy(np.ascontiguousarray(array))
+    elif action.dtype == torch.complex64 or action.dtype == torch.complex128:
+        raise ValueError(f"action must be numeric (bool, int or float), got dtype {action.dtype}")
+    if tuple(action.shape) != tuple(expected_shape):
+        raise ValueError(
+            f"action must have shape {tuple(expected_shape)} (B*K, row-major (instance, teacher)), got {tuple(action.shape)}"
+        )
+    values = action.to(device=device, dtype=torch.float32).view(*expected_shape[:-1], -1, num_teachers)
     if action_mode == "select":
         # v * (1 - v) == 0 holds exactly for 0 and 1, and is False for any other value, NaN or inf.
-        if not (values * (1.0 - values) == 0.0).all():
-            bad = array[(array != 0) & (array != 1)][:5]
+        if bool((values * (1.0 - values)).ne(0.0).any()):
+            bad = values[(values != 0) & (values != 1)][:5]
             raise ValueError(f"a MultiBinary action holds only 0 and 1; got values {bad.tolist()} (NaN or inf included)")
-        return normalise_weights(values, empty)
-    if not np.isfinite(values).all():
-        raise ValueError("weights contain NaN or inf")
-    if values.min() < 0 or values.max() > 1:
-        raise ValueError(f"weights must lie in [0, 1]; got min {values.min()}, max {values.max()}")
+    elif not bool(((values >= 0.0) & (values <= 1.0)).all()):  # NaN fails both comparisons
+        if not bool(values.isfinite().all()):
+            raise ValueError("weights contain NaN or inf")
+        raise ValueError(f"weights must lie in [0, 1]; got min {values.min().item()}, max {values.max().item()}")
     return normalise_weights(values, empty)
 
 
@@ -171,13 +179,14 @@ def kd_loss(
     teacher_logits: torch.Tensor,
     weights: torch.Tensor,
     config: KDConfig,
+    labelled: torch.Tensor | None = None,
 ) -> KDLoss:
     """The multi-teacher KD loss per instance (see the module docstring).
 
     ``student_logits`` (B, C), ``labels`` (B,), ``teacher_logits`` (B, K, C), ``weights`` (B, K) with
-    rows summing to 1 or all zero.
+    rows summing to 1 or all zero; ``labelled`` (B,) bool: see ``kd_loss_from_soft_targets``.
     """
-    return kd_loss_from_soft_targets(student_logits, labels, soft_targets(teacher_logits, config), weights, config)
+    return kd_loss_from_soft_targets(student_logits, labels, soft_targets(teacher_logits, config), weights, config, labelled)
 
 
 def kd_loss_from_soft_targets(
@@ -186,13 +195,29 @@ def kd_loss_from_soft_targets(
     teacher_probs: torch.Tensor,
     weights: torch.Tensor,
     config: KDConfig,
+    labelled: torch.Tensor | None = None,
 ) -> KDLoss:
-    """``kd_loss`` given the teachers' ``soft_targets`` (B, K, C) instead of their logits."""
-    return _loss_parts(student_logits, labels, teacher_probs, weights, config)[0]
+    """``kd_loss`` given the teachers' ``soft_targets`` (B, K, C) instead of their logits.
+
+    ``labelled`` (B,) bool marks the instances whose label may be read (None: all). The others (a
+    transfer set) learn from the KD term alone; their ``ce`` is computed but weighs nothing.
+    """
+    return _loss_parts(student_logits, labels, teacher_probs, weights, config, labelled)[0]
 
 
-def _loss_parts(student_logits, labels, teacher_probs, weights, config: KDConfig):
-    """The loss parts, and the student's log-probs at temperature 1 and tau that made them."""
+def _mixing(weights: torch.Tensor, labelled: torch.Tensor | None, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B,) weights of the CE and the KD term per instance: 1 - alpha and alpha with teachers, 1 and 0
+    without; an instance without a label has CE weight 0 and KD weight 1 (or 0 without teachers)."""
+    has_teacher = weights.sum(dim=-1) > 0
+    ce_weight = torch.where(has_teacher, 1.0 - alpha, 1.0)
+    if labelled is None:
+        return ce_weight, torch.where(has_teacher, alpha, 0.0)
+    return ce_weight * labelled, torch.where(has_teacher, torch.where(labelled, alpha, 1.0), 0.0)
+
+
+def _loss_parts(student_logits, labels, teacher_probs, weights, config: KDConfig, labelled=None):
+    """The loss parts, the student's log-probs at temperature 1 and tau that made them, and the
+    per-instance weights of the CE and KD terms."""
     tau = config.temperature
     log_probs = F.log_softmax(student_logits, dim=-1)
     ce = -log_probs.gather(1, labels.unsqueeze(1)).squeeze(1)
@@ -200,9 +225,9 @@ def _loss_parts(student_logits, labels, teacher_probs, weights, config: KDConfig
     kd = _AGGREGATIONS[config.aggregation].fn(student_log_probs_tau, teacher_probs, weights)
     if config.tau_squared:
         kd = kd * tau * tau
-    has_teacher = weights.sum(dim=1) > 0
-    total = torch.where(has_teacher, (1.0 - config.alpha) * ce + config.alpha * kd, ce)
-    return KDLoss(total=total, ce=ce, kd=kd), log_probs, student_log_probs_tau
+    ce_weight, kd_weight = _mixing(weights, labelled, config.alpha)
+    total = ce_weight * ce + kd_weight * kd
+    return KDLoss(total=total, ce=ce, kd=kd), log_probs, student_log_probs_tau, ce_weight, kd_weight
 
 
 def kd_loss_and_logit_gradient(
@@ -212,6 +237,7 @@ def kd_loss_and_logit_gradient(
     weights: torch.Tensor,
     config: KDConfig,
     scale: float,
+    labelled: torch.Tensor | None = None,
 ) -> tuple[KDLoss, torch.Tensor]:
     """The loss parts of ``kd_loss_from_soft_targets`` and the gradient of ``scale * total.sum()``
     with respect to ``student_logits`` (B, C), with no graph through the student.
@@ -222,24 +248,25 @@ def kd_loss_and_logit_gradient(
 
         d total_j / d s_j = a_j (p_j - onehot(y_j)) + c_j (p_j^tau * sum(q_j) - q_j) / tau
 
-    where ``a_j = 1 - alpha`` and ``c_j = alpha`` (times tau^2 with ``tau_squared``) for an instance
-    with teachers, and 1 and 0 for one without. Any other aggregation gets it from autograd on the
+    where ``a_j`` and ``c_j`` are the instance's CE and KD weights (``_mixing``; ``c_j`` times tau^2
+    with ``tau_squared``). Any other aggregation gets it from autograd on the
     loss alone. Written out, it costs about a third of autograd on a batch of a few hundred rows.
     """
     if not _AGGREGATIONS[config.aggregation].mixture_gradient:
         leaf = student_logits.detach().requires_grad_()
         with torch.enable_grad():
-            parts = kd_loss_from_soft_targets(leaf, labels, teacher_probs, weights, config)
+            parts = kd_loss_from_soft_targets(leaf, labels, teacher_probs, weights, config, labelled)
             (parts.total.sum() * scale).backward()
         detached = KDLoss(total=parts.total.detach(), ce=parts.ce.detach(), kd=parts.kd.detach())
         return detached, leaf.grad
     with torch.no_grad():
-        parts, log_probs, log_probs_tau = _loss_parts(student_logits, labels, teacher_probs, weights, config)
+        parts, log_probs, log_probs_tau, ce_weight, kd_weight = _loss_parts(
+            student_logits, labels, teacher_probs, weights, config, labelled
+        )
         tau = config.temperature
-        kd_scale = config.alpha * (tau if config.tau_squared else 1.0 / tau)
-        has_teacher = (weights.sum(dim=1) > 0).unsqueeze(1)
-        ce_coefficient = torch.where(has_teacher, (1.0 - config.alpha) * scale, scale)
-        kd_coefficient = torch.where(has_teacher, kd_scale * scale, 0.0)
+        kd_scale = (tau if config.tau_squared else 1.0 / tau) * scale
+        ce_coefficient = (ce_weight * scale).unsqueeze(1)
+        kd_coefficient = (kd_weight * kd_scale).unsqueeze(1)
         mixture = torch.bmm(weights.unsqueeze(1), teacher_probs).squeeze(1)
         ce_gradient = log_probs.exp_().scatter_add_(1, labels.unsqueeze(1), _minus_ones(len(labels), student_logits))
         kd_gradient = log_probs_tau.exp_().mul_(mixture.sum(dim=1, keepdim=True)).sub_(mixture)

@@ -1,10 +1,10 @@
-"""The batches of one episode, gathered once at reset so that ``step`` only takes views.
+"""The batches of one episode of N envs, gathered once at reset so that ``step`` only takes views.
 
 Fancy-indexing the training split costs a few microseconds per array and step, which is a sizeable
 share of a distillation step of a small student; gathering the episode's batch order at once turns
 the per-step reads of labels and student inputs into basic slices. Teacher outputs are *not*
 gathered: they stay in the (memory-mapped, shared between env processes) cache and are read per
-batch, so N envs do not hold N copies of them.
+batch.
 """
 
 from __future__ import annotations
@@ -27,37 +27,42 @@ def episode_order(rng: np.random.Generator, num_train: int, batch_size: int, epi
 
 @dataclass(frozen=True)
 class EpisodeBatches:
-    """Row t of every array belongs to the batch of step t; shapes are (steps + 1, B, ...)."""
+    """Row t of every tensor belongs to the batches of step t; shapes are (steps + 1, N, B, ...).
+
+    ``indices`` is the same order as a numpy array, for callers outside the env (``batch_indices``).
+    """
 
     indices: np.ndarray
-    device_indices: torch.Tensor
+    rows: torch.Tensor
     labels: torch.Tensor
+    labelled: torch.Tensor
     student_inputs: dict[str, torch.Tensor]
-    labels_np: np.ndarray
-    oracle: np.ndarray | None
+    oracle: torch.Tensor | None
 
     @classmethod
     def gather(
         cls,
         order: np.ndarray,
         labels: torch.Tensor,
+        labelled: torch.Tensor,
         student_inputs: dict[str, torch.Tensor],
-        oracle: np.ndarray | None,
+        oracle: torch.Tensor | None,
     ) -> "EpisodeBatches":
-        """``order`` (steps + 1, B) indexes the training split; torch arrays stay on their device."""
-        order_t = torch.from_numpy(order).to(labels.device)
+        """``order`` (steps + 1, N, B) indexes the training split; tensors stay on their device."""
+        rows = torch.from_numpy(order).to(labels.device)
         return cls(
             indices=order,
-            device_indices=order_t,
-            labels=labels[order_t],
-            student_inputs={name: t[order_t] for name, t in student_inputs.items()},
-            labels_np=labels.cpu().numpy()[order],
-            oracle=None if oracle is None else oracle[order],
+            rows=rows,
+            labels=labels[rows],
+            labelled=labelled[rows],
+            student_inputs={name: t[rows] for name, t in student_inputs.items()},
+            oracle=None if oracle is None else oracle[rows],
         )
 
     def inputs(self, step: int) -> dict[str, torch.Tensor]:
+        """(N, B, ...) student inputs of the batches of ``step``."""
         return {name: t[step] for name, t in self.student_inputs.items()}
 
     def pair_inputs(self, step: int) -> dict[str, torch.Tensor]:
-        """The inputs of batches ``step`` and ``step + 1`` as one batch of 2B rows (a view, no copy)."""
-        return {name: t[step : step + 2].flatten(0, 1) for name, t in self.student_inputs.items()}
+        """(N, 2B, ...) inputs: each env's batches ``step`` and ``step + 1``, one after the other."""
+        return {name: t[step : step + 2].transpose(0, 1).flatten(1, 2) for name, t in self.student_inputs.items()}

@@ -20,8 +20,8 @@ once per split; dynamic groups depend on the student and are computed each step.
 
 ``squash(x) = x / (1 + x)`` maps unbounded non-negative losses into [0, 1) monotonically.
 
-Features are numpy float32 arrays, because the observation is one: for a batch of 32 x 4 the
-per-call overhead of numpy is a fraction of torch's, and this runs every step.
+Features are torch tensors on the env's device: the distillation core computes them for N envs at
+once, and the static groups once per split (``FeatureTable``), so a step makes only the dynamic ones.
 """
 
 from __future__ import annotations
@@ -32,29 +32,25 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
+import torch
 
-def squash(values: np.ndarray) -> np.ndarray:
+
+def squash(values: torch.Tensor) -> torch.Tensor:
     """Map [0, inf) to [0, 1) monotonically."""
-    values = np.maximum(values, 0.0)
+    values = values.clamp_min(0.0)
     return values / (1.0 + values)
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-
 
 
 # ------------------------------------------------------------------------------ the group registry
 @dataclass(frozen=True)
 class FeatureGroup:
-    """A registered feature group: ``compute(inputs)`` gives its (B, K, width) values (broadcastable),
+    """A registered feature group: ``compute(inputs)`` gives its (R, K, width) tensor (broadcastable),
     from ``StaticInputs`` for a static group or ``DynamicInputs`` for a dynamic one; ``names(layout)``
     names its feature indices (one index named after the group when ``None``)."""
 
     name: str
     dynamic: bool
-    compute: Callable[[Any], np.ndarray]
+    compute: Callable[[Any], torch.Tensor]
     names: Callable[["FeatureLayout"], list[str]] | None = None
 
 
@@ -65,12 +61,12 @@ FEATURE_GROUPS: tuple[str, ...] = ()
 
 
 def register(name: str, *, dynamic: bool = False, names: Callable[["FeatureLayout"], list[str]] | None = None):
-    """Decorator: register ``compute(inputs) -> (B, K, width) array`` as feature group ``name``.
+    """Decorator: register ``compute(inputs) -> (R, K, width) tensor`` as feature group ``name``.
 
     Groups keep their registration order, static groups before dynamic ones, in ``FEATURE_GROUPS``.
     """
 
-    def decorate(compute: Callable[[Any], np.ndarray]) -> Callable[[Any], np.ndarray]:
+    def decorate(compute: Callable[[Any], torch.Tensor]) -> Callable[[Any], torch.Tensor]:
         global STATIC_GROUPS, DYNAMIC_GROUPS, FEATURE_GROUPS
         if name in GROUPS:
             raise ValueError(f"feature group {name!r} is already registered")
@@ -90,88 +86,94 @@ def feature_groups() -> tuple[str, ...]:
 
 @dataclass
 class StaticInputs:
-    """What a static group is computed from: one batch's (B, K, C) teacher log-probs and their exp,
-    the (B,) gold labels and the (B, D) semantic vectors."""
+    """What a static group is computed from: (R, K, C) teacher log-probs and their exp, the (R,) gold
+    labels, the (R,) mask of rows whose label may be read, and the (R, D) semantic vectors."""
 
-    teacher_log_probs: np.ndarray
-    teacher_probs: np.ndarray
-    labels: np.ndarray
-    semantic: np.ndarray
+    teacher_log_probs: torch.Tensor
+    teacher_probs: torch.Tensor
+    labels: torch.Tensor
+    labelled: torch.Tensor
+    semantic: torch.Tensor
 
 
 @dataclass
 class DynamicInputs:
-    """What a dynamic group is computed from: the static inputs' teacher log-probs and labels, the
-    student's (B, C) log-probs and the episode's progress; ``teacher_probs`` is made on first use
-    unless the caller has it."""
+    """What a dynamic group is computed from: the rows' (R, K, C) teacher probabilities, (R, K)
+    teacher negative entropies, (R,) labels and label mask, the student's (R, C) log-probabilities
+    and the episode's progress."""
 
-    teacher_log_probs: np.ndarray
-    student_log_probs: np.ndarray
-    labels: np.ndarray
+    teacher_probs: torch.Tensor
+    teacher_negative_entropy: torch.Tensor
+    labels: torch.Tensor
+    labelled: torch.Tensor
+    student_log_probs: torch.Tensor
     progress: float
-    given_teacher_probs: np.ndarray | None = None
-
-    @cached_property
-    def teacher_probs(self) -> np.ndarray:
-        if self.given_teacher_probs is not None:
-            return self.given_teacher_probs
-        return np.exp(self.teacher_log_probs)
 
 
 def _class_names(group: str) -> Callable[["FeatureLayout"], list[str]]:
     return lambda layout: [f"{group}[{c}]" for c in layout.class_names]
 
 
+def _gold(log_probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities (R, ..., C) at each row's label (R,): (R, ...)."""
+    index = labels.view(-1, *([1] * (log_probs.dim() - 1))).expand(*log_probs.shape[:-1], 1)
+    return log_probs.gather(-1, index).squeeze(-1)
+
+
+def _where_labelled(values: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
+    """Label-reading features are 0 on rows whose label may not be read (the transfer set)."""
+    return values * labelled.view(-1, *([1] * (values.dim() - 1)))
+
+
 @register("teacher_probs", names=_class_names("teacher_probs"))
-def _teacher_probs(x: StaticInputs) -> np.ndarray:
+def _teacher_probs(x: StaticInputs) -> torch.Tensor:
     return x.teacher_probs
 
 
 @register("teacher_ce")
-def _teacher_ce(x: StaticInputs) -> np.ndarray:
-    b, k, _ = x.teacher_log_probs.shape
-    return squash(-np.take_along_axis(x.teacher_log_probs, x.labels.reshape(b, 1, 1).repeat(k, axis=1), axis=2))
+def _teacher_ce(x: StaticInputs) -> torch.Tensor:
+    return _where_labelled(squash(-_gold(x.teacher_log_probs, x.labels)), x.labelled).unsqueeze(-1)
 
 
 @register("teacher_entropy")
-def _teacher_entropy(x: StaticInputs) -> np.ndarray:
+def _teacher_entropy(x: StaticInputs) -> torch.Tensor:
     c = x.teacher_log_probs.shape[2]
-    return np.clip(-(x.teacher_probs * x.teacher_log_probs).sum(axis=-1, keepdims=True) / np.log(c), 0.0, 1.0)
+    return (-(x.teacher_probs * x.teacher_log_probs).sum(dim=-1, keepdim=True) / np.log(c)).clamp(0.0, 1.0)
 
 
 @register("teacher_correct")
-def _teacher_correct(x: StaticInputs) -> np.ndarray:
-    b = x.teacher_log_probs.shape[0]
-    return (x.teacher_log_probs.argmax(axis=-1) == x.labels.reshape(b, 1))[..., None]
+def _teacher_correct(x: StaticInputs) -> torch.Tensor:
+    correct = (x.teacher_log_probs.argmax(dim=-1) == x.labels.unsqueeze(1)).float()
+    return _where_labelled(correct, x.labelled).unsqueeze(-1)
 
 
 @register("teacher_id", names=lambda layout: [f"teacher_id[{t}]" for t in layout.teacher_names])
-def _teacher_id(x: StaticInputs) -> np.ndarray:
-    b, k, _ = x.teacher_log_probs.shape
-    return np.broadcast_to(np.eye(k), (b, k, k))
+def _teacher_id(x: StaticInputs) -> torch.Tensor:
+    r, k, _ = x.teacher_log_probs.shape
+    return torch.eye(k, device=x.teacher_log_probs.device).expand(r, k, k)
 
 
 @register("semantic", names=lambda layout: [f"semantic[{i}]" for i in range(layout.semantic_dim)])
-def _semantic(x: StaticInputs) -> np.ndarray:
-    b, k, _ = x.teacher_log_probs.shape
-    return np.broadcast_to(x.semantic[:, None, :], (b, k, x.semantic.shape[1]))
+def _semantic(x: StaticInputs) -> torch.Tensor:
+    r, k, _ = x.teacher_log_probs.shape
+    return x.semantic.unsqueeze(1).expand(r, k, x.semantic.shape[1])
 
 
 @register("student_probs", dynamic=True, names=_class_names("student_probs"))
-def _student_probs(x: DynamicInputs) -> np.ndarray:
-    return np.exp(x.student_log_probs)[:, None, :]
+def _student_probs(x: DynamicInputs) -> torch.Tensor:
+    return x.student_log_probs.exp().unsqueeze(1)
 
 
 @register("student_ce", dynamic=True)
-def _student_ce(x: DynamicInputs) -> np.ndarray:
-    b = x.student_log_probs.shape[0]
-    return squash(-x.student_log_probs[np.arange(b), x.labels])[:, None, None]
+def _student_ce(x: DynamicInputs) -> torch.Tensor:
+    return _where_labelled(squash(-_gold(x.student_log_probs, x.labels)), x.labelled).view(-1, 1, 1)
 
 
 @register("kl_teacher_student", dynamic=True)
-def _kl_teacher_student(x: DynamicInputs) -> np.ndarray:
-    kl = (x.teacher_probs * (x.teacher_log_probs - x.student_log_probs[:, None, :])).sum(axis=-1)
-    return squash(kl)[..., None]
+def _kl_teacher_student(x: DynamicInputs) -> torch.Tensor:
+    # KL(p_T || p_S) = sum p_T log p_T - sum p_T log p_S: the first term is the teacher's alone.
+    cross = torch.bmm(x.teacher_probs, x.student_log_probs.unsqueeze(-1)).squeeze(-1)
+    return squash(x.teacher_negative_entropy - cross).unsqueeze(-1)
 
 
 @register("progress", dynamic=True)
@@ -256,89 +258,43 @@ class SemanticProjection:
         return np.clip(projected, -1.0, 1.0).astype(np.float32)
 
 
-def static_features(
-    layout: FeatureLayout, teacher_log_probs: np.ndarray, labels: np.ndarray, semantic: np.ndarray
-) -> np.ndarray:
-    """(B, K, F_static) features that depend only on the data and the teachers.
+class FeatureTable:
+    """The static features of every training instance, in rows as wide as the observation, and what
+    the dynamic groups need of the teachers; made once per split, gathered per step.
 
-    Computed per batch from the teachers' log-probabilities, so that no full-split copy of anything
-    derived from teacher outputs lives in each env process (the outputs themselves are shared).
-    """
-    b, k, _ = teacher_log_probs.shape
-    inputs = StaticInputs(teacher_log_probs, np.exp(teacher_log_probs), labels, semantic)
-    parts = [GROUPS[group].compute(inputs) for group in layout.static_groups]
-    if not parts:
-        return np.zeros((b, k, 0), dtype=np.float32)
-    return np.concatenate(parts, axis=-1, dtype=np.float32)
-
-
-def dynamic_features(
-    layout: FeatureLayout,
-    teacher_log_probs: np.ndarray,
-    student_log_probs: np.ndarray,
-    labels: np.ndarray,
-    progress: float,
-    teacher_probs: np.ndarray | None = None,
-    out: np.ndarray | None = None,
-) -> np.ndarray:
-    """(B, K, F_dynamic) features that depend on the current student (its (B, C) log-probabilities).
-
-    A caller that keeps ``exp(teacher_log_probs)`` passes it as ``teacher_probs``, and one that
-    assembles the observation itself passes its (B, K, F_dynamic) slice as ``out``: the same values,
-    fewer passes over the largest arrays.
-    """
-    b, k, _ = teacher_log_probs.shape
-    if out is None:
-        out = np.empty((b, k, sum(layout.dynamic_widths)), dtype=np.float32)
-    inputs = DynamicInputs(teacher_log_probs, student_log_probs, labels, progress, teacher_probs)
-    start = 0
-    for group, width in zip(layout.dynamic_groups, layout.dynamic_widths):
-        out[:, :, start : start + width] = GROUPS[group].compute(inputs)
-        start += width
-    return out
-
-
-class StaticFeatureChunks:
-    """The static features (and teacher log-probabilities) of an episode's batches, made in chunks.
-
-    Per batch, the static features are some thirty numpy calls on arrays of a few hundred numbers,
-    mostly call overhead. Made for ``chunk_steps`` batches at once, that overhead is paid once per
-    chunk, while memory stays bounded by the chunk (not the split), so env processes still share the
-    teacher outputs rather than each holding features of all of them.
+    ``observation(rows, student_log_probs, progress)`` gives the (R, K, F) features of the rows: one
+    gather of the table, then the dynamic columns written in place.
     """
 
-    def __init__(
-        self,
-        layout: FeatureLayout,
-        teacher_logits: np.ndarray,
-        semantic: np.ndarray,
-        batch_indices: np.ndarray,
-        batch_labels: np.ndarray,
-        chunk_steps: int = 64,
-    ) -> None:
+    def __init__(self, layout: FeatureLayout, teacher_logits: torch.Tensor, labels: torch.Tensor,
+                 labelled: torch.Tensor, semantic: torch.Tensor) -> None:
         self.layout = layout
-        self.teacher_logits = teacher_logits
-        self.semantic = semantic
-        self.batch_indices = batch_indices
-        self.batch_labels = batch_labels
-        self.chunk_steps = chunk_steps
-        self._start = 0
-        self._static = self._log_probs = None
+        log_probs = torch.log_softmax(teacher_logits.double(), dim=-1)
+        probs = log_probs.exp()
+        self.labels, self.labelled = labels, labelled.float()
+        self.teacher_probs = probs.float()
+        self.teacher_negative_entropy = (probs * log_probs).sum(dim=-1).float()
+        inputs = StaticInputs(log_probs, probs, labels, self.labelled, semantic)
+        rows, k = teacher_logits.shape[:2]
+        self.table = torch.zeros((rows, k, layout.size), dtype=torch.float32, device=teacher_logits.device)
+        start = 0
+        for group in layout.static_groups:
+            width = len(layout.group_names(group))
+            self.table[..., start : start + width] = GROUPS[group].compute(inputs)
+            start += width
+        self.static_width = start
 
-    def __call__(self, step: int) -> tuple[np.ndarray, np.ndarray]:
-        """(B, K, F_static) float32 features and (B, K, C) float64 teacher log-probs of batch ``step``."""
-        if self._static is None or not self._start <= step < self._start + len(self._static):
-            self._make_chunk(step)
-        row = step - self._start
-        return self._static[row], self._log_probs[row]
-
-    def _make_chunk(self, step: int) -> None:
-        rows = self.batch_indices[step : step + self.chunk_steps]
-        steps, b = rows.shape
-        flat = rows.reshape(-1)
-        log_probs = log_softmax(self.teacher_logits[flat].astype(np.float64))
-        labels = self.batch_labels[step : step + steps].reshape(-1)
-        static = static_features(self.layout, log_probs, labels, self.semantic[flat])
-        self._start = step
-        self._static = static.reshape(steps, b, *static.shape[1:])
-        self._log_probs = log_probs.reshape(steps, b, *log_probs.shape[1:])
+    def observation(self, rows: torch.Tensor, student_log_probs: torch.Tensor | None, progress: float) -> torch.Tensor:
+        """(R, K, F) features of training rows ``rows`` (R,), given the student's (R, C) log-probs."""
+        features = self.table.index_select(0, rows)
+        if not self.layout.dynamic_groups:
+            return features
+        inputs = DynamicInputs(
+            self.teacher_probs.index_select(0, rows), self.teacher_negative_entropy.index_select(0, rows),
+            self.labels.index_select(0, rows), self.labelled.index_select(0, rows), student_log_probs, progress,
+        )
+        start = self.static_width
+        for group, width in zip(self.layout.dynamic_groups, self.layout.dynamic_widths):
+            features[..., start : start + width] = GROUPS[group].compute(inputs)
+            start += width
+        return features

@@ -29,7 +29,7 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-import numpy as np
+import torch
 
 GAIN_SCALE = 10.0
 LOSSES = ("ce_after", "loss_after", "probe_ce")
@@ -39,17 +39,20 @@ after the step, its KD loss (same weights) after the step, or the probe set's me
 
 @dataclass(frozen=True)
 class StepLosses:
-    """Per-instance losses (numpy, (B,)) around one step; fields a reward does not need may be None."""
+    """Per-instance losses around one step, torch tensors on the env's device: (..., B) per instance
+(a leading axis per env of a batched core), (..., 1) for the probe set's means. Fields a reward does
+not need may be None. Losses against the gold label cannot be known on instances without a label
+(a transfer set): the core zeroes the rewards it computes from the batch there (``Reward.reads_batch_labels``)."""
 
-    ce_before: np.ndarray
-    ce_after: np.ndarray | None = None
-    loss_after: np.ndarray | None = None
-    probe_ce_before: float | None = None
-    probe_ce_after: float | None = None
+    ce_before: torch.Tensor
+    ce_after: torch.Tensor | None = None
+    loss_after: torch.Tensor | None = None
+    probe_ce_before: torch.Tensor | None = None
+    probe_ce_after: torch.Tensor | None = None
 
 
-RewardFn = Callable[[StepLosses, float], np.ndarray]
-"""(losses, log C) -> (B,) per-instance rewards."""
+RewardFn = Callable[[StepLosses, float], torch.Tensor]
+"""(losses, log C) -> (..., B) per-instance rewards."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,12 @@ class Reward:
     def needs_probe(self) -> bool:
         """Whether the env must measure the probe set's CE before and after each step."""
         return "probe_ce" in self.needs
+
+    @property
+    def reads_batch_labels(self) -> bool:
+        """Whether its per-instance values may come from the batch's gold labels: all but a reward
+        that reads the probe set alone."""
+        return self.needs != {"probe_ce"}
 
     @property
     def needs_batch_after(self) -> bool:
@@ -100,27 +109,27 @@ def get_reward(name: str) -> Reward:
     return _REGISTRY[name]
 
 
-def instance_rewards(name: str, losses: StepLosses, num_classes: int) -> np.ndarray:
-    """(B,) rewards for the named reward; see the module table."""
+def instance_rewards(name: str, losses: StepLosses, num_classes: int) -> torch.Tensor:
+    """(..., B) rewards for the named reward; see the module table."""
     return get_reward(name).fn(losses, math.log(num_classes))
 
 
 @register("student_ce", needs=["ce_after"])
-def student_ce(losses: StepLosses, log_c: float) -> np.ndarray:
+def student_ce(losses: StepLosses, log_c: float) -> torch.Tensor:
     return -losses.ce_after / log_c
 
 
 @register("student_loss", needs=["loss_after"])
-def student_loss(losses: StepLosses, log_c: float) -> np.ndarray:
+def student_loss(losses: StepLosses, log_c: float) -> torch.Tensor:
     return -losses.loss_after / log_c
 
 
 @register("ce_gain", needs=["ce_after"])
-def ce_gain(losses: StepLosses, log_c: float) -> np.ndarray:
+def ce_gain(losses: StepLosses, log_c: float) -> torch.Tensor:
     return (losses.ce_before - losses.ce_after) / log_c * GAIN_SCALE
 
 
 @register("dev_gain", needs=["probe_ce"])
-def dev_gain(losses: StepLosses, log_c: float) -> np.ndarray:
+def dev_gain(losses: StepLosses, log_c: float) -> torch.Tensor:
     gain = (losses.probe_ce_before - losses.probe_ce_after) / log_c * GAIN_SCALE
-    return np.full_like(losses.ce_before, gain)
+    return gain.expand_as(losses.ce_before)

@@ -11,7 +11,7 @@ from kd_env.distill import KDConfig, aggregation_names, kd_loss, kd_loss_and_log
 def test_selection_weights_average_and_fall_back():
     selection = np.array([[1, 0, 1], [0, 0, 0], [0, 1, 0]])
     hard = normalise_weights(selection, "hard_label")
-    assert hard.dtype == np.float32
+    assert hard.dtype == torch.float32
     np.testing.assert_allclose(hard, [[0.5, 0.0, 0.5], [0.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     every = normalise_weights(selection, "all_teachers")
     np.testing.assert_allclose(every[1], np.full(3, 1 / 3), rtol=1e-6)
@@ -33,7 +33,7 @@ def test_tiny_weights_are_an_empty_selection(empty):
     weights = normalise_weights(scores, empty)
     expected_empty = [0.0, 0.0, 0.0] if empty == "hard_label" else [1 / 3] * 3
     np.testing.assert_allclose(weights, [expected_empty, [1.0, 0.0, 0.0]], rtol=1e-6)
-    parts = kd_loss(torch.zeros(2, 3), torch.tensor([0, 1]), torch.randn(2, 3, 3), torch.from_numpy(weights), KDConfig())
+    parts = kd_loss(torch.zeros(2, 3), torch.tensor([0, 1]), torch.randn(2, 3, 3), weights, KDConfig())
     if empty == "hard_label":  # the hard label only, at full weight
         assert parts.total[0].item() == pytest.approx(parts.ce[0].item())
 
@@ -97,28 +97,43 @@ def test_bad_kd_config(kwargs, message):
         KDConfig(**kwargs)
 
 
-def _autograd_logit_gradient(logits, labels, teachers, weights, config, scale):
+def _autograd_logit_gradient(logits, labels, teachers, weights, config, scale, labelled=None):
     leaf = logits.clone().requires_grad_()
-    (kd_loss(leaf, labels, teachers, weights, config).total.sum() * scale).backward()
+    (kd_loss(leaf, labels, teachers, weights, config, labelled).total.sum() * scale).backward()
     return leaf.grad
 
 
 @pytest.mark.parametrize("aggregation", aggregation_names())
 @pytest.mark.parametrize("tau_squared", [False, True])
 @pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0])
-def test_written_out_logit_gradient_matches_autograd(aggregation, tau_squared, alpha):
+@pytest.mark.parametrize("labelled", [None, [True, False, False, True, True, False]])
+def test_written_out_logit_gradient_matches_autograd(aggregation, tau_squared, alpha, labelled):
     """Every registered aggregation, with and without a written-out gradient, with instances that have
-    no teacher (hard label only) among those that have one or several."""
+    no teacher (hard label only) among those that have one or several, with and without labels."""
+    labelled = None if labelled is None else torch.tensor(labelled)
     generator = torch.Generator().manual_seed(0)
     logits, teachers = torch.randn(6, 3, generator=generator), torch.randn(6, 4, 3, generator=generator) * 2
     labels = torch.tensor([0, 1, 2, 0, 1, 2])
-    weights = torch.from_numpy(normalise_weights(np.array([[1, 0, 0, 1], [0, 0, 0, 0], [1, 1, 1, 1], [0, 1, 0, 0], [0, 0, 0, 0], [0.2, 0.7, 0, 0.1]])))
+    weights = normalise_weights(np.array([[1, 0, 0, 1], [0, 0, 0, 0], [1, 1, 1, 1], [0, 1, 0, 0], [0, 0, 0, 0], [0.2, 0.7, 0, 0.1]]))
     config = KDConfig(alpha=alpha, temperature=1.7, tau_squared=tau_squared, aggregation=aggregation)
-    parts, gradient = kd_loss_and_logit_gradient(logits, labels, soft_targets(teachers, config), weights, config, 0.25)
-    expected = kd_loss(logits, labels, teachers, weights, config)
+    parts, gradient = kd_loss_and_logit_gradient(logits, labels, soft_targets(teachers, config), weights, config, 0.25, labelled)
+    expected = kd_loss(logits, labels, teachers, weights, config, labelled)
     for name in ("total", "ce", "kd"):
         torch.testing.assert_close(getattr(parts, name), getattr(expected, name))
-    torch.testing.assert_close(gradient, _autograd_logit_gradient(logits, labels, teachers, weights, config, 0.25))
+    torch.testing.assert_close(gradient, _autograd_logit_gradient(logits, labels, teachers, weights, config, 0.25, labelled))
+
+
+def test_instances_without_a_label_learn_from_the_teachers_alone():
+    generator = torch.Generator().manual_seed(1)
+    logits, teachers = torch.randn(4, 3, generator=generator), torch.randn(4, 2, 3, generator=generator)
+    weights = normalise_weights(np.array([[1, 1], [1, 0], [0, 0], [0, 1]]))
+    labelled = torch.tensor([True, False, False, True])
+    config = KDConfig(alpha=0.3)
+    parts = kd_loss(logits, torch.tensor([0, 1, 2, 0]), teachers, weights, config, labelled)
+    planted = kd_loss(logits, torch.tensor([0, 2, 0, 0]), teachers, weights, config, labelled)
+    torch.testing.assert_close(parts.total, planted.total)  # a wrong label on unlabelled rows changes nothing
+    torch.testing.assert_close(parts.total[1], parts.kd[1])  # the KD term at full weight
+    assert parts.total[2].item() == 0.0  # no label, no teacher: nothing to learn from
 
 
 def test_aggregation_without_written_out_gradient_falls_back_to_autograd(monkeypatch):

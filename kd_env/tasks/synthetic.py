@@ -26,8 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from scipy.special import log_softmax
+
 from kd_env.tasks.data import SPLITS, DistillationData, SplitData
-from kd_env.features import log_softmax
 from kd_env.options import config_from_options
 
 
@@ -117,7 +118,7 @@ def build_synthetic_data(teachers: list[str] | None = None, options: dict | None
         x = centres[cluster] + rng.normal(0.0, 1.0, size=(n, d))
         true_logits = x @ true_rule
         wrong_logits = x @ wrong_rule
-        true_probs = np.exp(log_softmax(true_logits))
+        true_probs = np.exp(log_softmax(true_logits, axis=-1))
         labels = (rng.random((n, 1)) > np.cumsum(true_probs, axis=1)).sum(axis=1).clip(0, c - 1)
         if split == "train":
             labels = _flip_labels(labels, config.label_noise, c, config.seed)
@@ -126,7 +127,7 @@ def build_synthetic_data(teachers: list[str] | None = None, options: dict | None
         jitter = rng.normal(0.0, 0.1, size=(n, k, c))
         logits = np.where(expert_mask[:, :, None], true_logits[:, None, :], wrong_logits[:, None, :]) + jitter
         logits = logits[:, teacher_index]
-        log_probs = log_softmax(logits)
+        log_probs = log_softmax(logits, axis=-1)
         ce = -np.take_along_axis(log_probs, labels[:, None, None].repeat(len(chosen), axis=1), axis=2)[..., 0]
         features = torch.tensor(x, dtype=torch.float32)
         splits[split] = SplitData(
