@@ -31,10 +31,6 @@ class Agent(ABC):
     name: str = ""
     learns: bool = True
     """False for fixed rules: reports set learned selectors apart from the baselines they must beat."""
-    runs_in_lockstep: bool = False
-    """True when the agent draws random numbers only from generators of its own (seeded from its
-    config) after it is built: N of them can then learn side by side in threads
-    (``agents.lockstep``) with the results each gets alone."""
 
     def __init__(self, env: gym.Env, config: Any) -> None:
         self.env = env
@@ -84,7 +80,7 @@ def agent_names() -> list[str]:
 
 
 def agent_class(name: str) -> type[Agent]:
-    """The class registered as ``name`` (its ``learns`` and ``runs_in_lockstep`` say what it is)."""
+    """The class registered as ``name`` (its ``learns`` says what it is)."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown agent {name!r}; available: {agent_names()}")
     return _REGISTRY[name][0]

@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.base import Agent, StepCallback, register
+from agents.base import register
 from agents.observation import ObservationView, unsquash
+from agents.stepping import StepwiseAgent
 
 
 def softmax(values: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -63,11 +64,10 @@ class RuleConfig:
     ``empty_selection`` decides)."""
 
 
-class RuleAgent(Agent):
+class RuleAgent(StepwiseAgent):
     """Drives the env with ``rule(grid) -> (B, K)`` scores; ``learn`` just trains the student."""
 
     learns = False
-    runs_in_lockstep = True
 
     config_class = RuleConfig
     needs_weights_env = False
@@ -78,7 +78,6 @@ class RuleAgent(Agent):
         self.action_mode = env.unwrapped.action_mode
         if self.needs_weights_env and self.action_mode != "weights":
             raise ValueError(f"{type(self).__name__} gives continuous weights: use kd_env/TeacherWeighting-v0")
-        self._obs: np.ndarray | None = None
 
     def rule(self, grid: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -89,16 +88,11 @@ class RuleAgent(Agent):
             return (scores > 0).astype(np.int8)
         return np.clip(scores, 0.0, 1.0).astype(np.float32)
 
-    def learn(self, total_steps: int, callback: StepCallback | None = None) -> "RuleAgent":
-        if self._obs is None:
-            self._obs, _ = self.env.reset(seed=self.config.seed)
-        for _ in range(total_steps):
-            self._obs, _, terminated, truncated, info = self.env.step(self.predict(self._obs))
-            if terminated or truncated:
-                self._obs, _ = self.env.reset()
-            if callback is not None and callback(info) is False:
-                break
-        return self
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return self.predict(obs)
+
+    def observe(self, obs, reward, terminated, truncated, info) -> dict | None:
+        return {} if terminated or truncated else None
 
     def _save_state(self, path: Path) -> None:
         torch.save(self._state(), path / "state.pt")

@@ -34,11 +34,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.base import Agent, StepCallback, register
+from agents.base import register
 from agents.networks import PairScorer
 from agents.observation import ObservationView
+from agents.stepping import StepwiseAgent
 from agents.tensorboard import find_logger
-from kd_env.batched_env import sub_env_infos
 
 ADVANTAGES = ("episode", "step", "instance")
 
@@ -105,24 +105,15 @@ def snapshot_student(env) -> dict:
     return copy.deepcopy(env.unwrapped.student_state())
 
 
-def restore_student(env, snapshot: dict) -> tuple[np.ndarray, dict]:
-    """Put the student and its optimizer back to ``snapshot``; starts a new episode with that student."""
-    env.unwrapped.load_student_state(snapshot)
-    return env.reset(options={"keep_student": True})
-
-
 @register("reinforce")
-class ReinforceAgent(Agent):
+class ReinforceAgent(StepwiseAgent):
     config_class = ReinforceConfig
     action_mode = "select"
-    runs_in_lockstep = True  # samples from ``self.generator``; the policy is drawn under a forked RNG
 
     def __init__(self, env, config: ReinforceConfig) -> None:
         super().__init__(env, config)
         if env.unwrapped.action_mode != self.action_mode:
             raise ValueError(f"{type(self).__name__} needs an env with action_mode={self.action_mode!r}")
-        self.vectorised = isinstance(env, gym.vector.VectorEnv)
-        self.num_envs = env.num_envs if self.vectorised else 1
         if self.vectorised and config.pretrain_selector_steps:
             raise ValueError("pretrain_selector_steps (stage 2) restores a single student: use a single env, not a vector env")
         self.view = ObservationView(env)
@@ -136,7 +127,7 @@ class ReinforceAgent(Agent):
         self.baseline: float | None = None
         self.rollouts = [Rollout() for _ in range(self.num_envs)]
         self.stage_one_student: dict | None = None
-        self._obs: np.ndarray | None = None
+        self._acting_stage = "student"
 
     # ------------------------------------------------------------------------------- the policy
     def _build_policy(self, num_features: int) -> nn.Module:
@@ -174,51 +165,40 @@ class ReinforceAgent(Agent):
             return "selector"
         return "joint"
 
-    def learn(self, total_steps: int, callback: StepCallback | None = None) -> "ReinforceAgent":
-        if self._obs is None:
-            self._obs, _ = self.env.reset(seed=self.config.seed)
-        n = self.num_envs
-        for _ in range(-(-total_steps // n)):
-            stage = self.stage()
-            if stage == "selector" and self.stage_one_student is None:
-                self.stage_one_student = snapshot_student(self.env)
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        stage = self._acting_stage = self.stage()
+        if stage == "selector" and self.stage_one_student is None:
+            self.stage_one_student = snapshot_student(self.env)
+        if stage == "student":
+            return np.ones(self.env.action_space.shape, dtype=self.env.action_space.dtype)
+        grids = self._grids(obs)
+        with torch.no_grad():
+            draws = self._draw(self.policy(torch.from_numpy(grids)), deterministic=False)
+        for rollout, grid, draw in zip(self.rollouts, grids, draws.numpy()):
+            rollout.observations.append(grid)
+            rollout.actions.append(draw)
+        return self._env_action(draws, grids).reshape(self.env.action_space.shape)
 
-            grids = self._grids(self._obs)
-            if stage == "student":
-                action = np.ones(self.env.action_space.shape, dtype=self.env.action_space.dtype)
-            else:
-                with torch.no_grad():
-                    draws = self._draw(self.policy(torch.from_numpy(grids)), deterministic=False)
-                action = self._env_action(draws, grids).reshape(self.env.action_space.shape)
-                for rollout, grid, draw in zip(self.rollouts, grids, draws.numpy()):
-                    rollout.observations.append(grid)
-                    rollout.actions.append(draw)
-
-            self._obs, reward, terminated, truncated, info = self.env.step(action)
-            self.steps_taken += n
-            if stage != "student":
-                instance_rewards = np.reshape(info["instance_rewards"], (n, -1))
-                for rollout, env_reward, env_instance_rewards in zip(self.rollouts, np.atleast_1d(reward), instance_rewards):
-                    self._record(rollout, float(env_reward), env_instance_rewards)
-
-            episode_over = bool(np.any(terminated) or np.any(truncated))  # sub-envs end together
-            leaving_stage_two = stage == "selector" and self.stage() != "selector"
-            if episode_over or leaving_stage_two:
-                self._update(episode_complete=episode_over)
-            elif self.config.advantage != "episode" and 0 < self.config.update_every <= len(self.rollouts[0]):
-                self._update(episode_complete=False)
-            if stage == "selector" and (episode_over or leaving_stage_two):
-                self._obs, _ = restore_student(self.env, self.stage_one_student)
-                if leaving_stage_two:
-                    self.stage_one_student = None
-            elif episode_over:
-                self._obs, _ = self.env.reset()
-            if callback is not None and any(callback(sub_info) is False for sub_info in self._sub_infos(info)):
-                break
-        return self
-
-    def _sub_infos(self, info: dict) -> list[dict]:
-        return sub_env_infos(info, self.num_envs) if self.vectorised else [info]
+    def observe(self, obs, reward, terminated, truncated, info) -> dict | None:
+        stage = self._acting_stage
+        self.steps_taken += self.num_envs
+        if stage != "student":
+            instance_rewards = np.reshape(info["instance_rewards"], (self.num_envs, -1))
+            for rollout, env_reward, env_instance_rewards in zip(self.rollouts, np.atleast_1d(reward), instance_rewards):
+                self._record(rollout, float(env_reward), env_instance_rewards)
+        episode_over = bool(np.any(terminated) or np.any(truncated))  # sub-envs end together
+        leaving_stage_two = stage == "selector" and self.stage() != "selector"
+        if episode_over or leaving_stage_two:
+            self._update(episode_complete=episode_over)
+        elif self.config.advantage != "episode" and 0 < self.config.update_every <= len(self.rollouts[0]):
+            self._update(episode_complete=False)
+        if stage == "selector" and (episode_over or leaving_stage_two):
+            # Stage 2 leaves the student as stage 1 made it: put it back, and start a new episode with it.
+            self.env.unwrapped.load_student_state(self.stage_one_student)
+            if leaving_stage_two:
+                self.stage_one_student = None
+            return {"keep_student": True}
+        return {} if episode_over else None
 
     # ------------------------------------------------------------------------------- the update
     def _record(self, rollout: Rollout, reward: float, instance_rewards: np.ndarray) -> None:

@@ -75,7 +75,7 @@ def make_env(config: TrainConfig, run_dir: Path | None = None, start_step: int =
     """The env an agent drives: episodes continue one student; logged when ``run_dir`` is given.
 
     ``base_env``: the env to wrap instead of ``gym.make(config.env_id, **config.env_kwargs)`` (a
-    lockstep sub-env, ``agents.lockstep``).
+    population's sub-env, ``agents.population``).
     """
     env = ContinuingStudent(gym.make(config.env_id, **config.env_kwargs) if base_env is None else base_env)
     return env if run_dir is None else RunLogger(env, run_dir, start_step, config.log_every)
@@ -122,8 +122,8 @@ class StartedRun:
 def start_run(config: TrainConfig, base_env: gym.Env | None = None) -> StartedRun:
     """The run folder with its config, the logged env (around ``base_env`` if given) and the agent.
 
-    Split from learning so that lockstep runs (``agents.lockstep``) build their agents one after the
-    other, in one thread, before they learn side by side.
+    Split from learning so that a population (``agents.population``) builds its runs before they learn
+    together.
     """
     run_dir = new_run_dir(config)
     write_atomically(run_dir / CONFIG_FILE, json.dumps(asdict(config), indent=2))
@@ -174,6 +174,11 @@ def _run(config, run_dir: Path, env: RunLogger, agent, done_steps: int, wall_tim
         bar.close()
         wall_time_s += time.perf_counter() - start
         save_checkpoint(run_dir, agent, env, wall_time_s)
+    return finish_run(config, run_dir, env, wall_time_s)
+
+
+def finish_run(config: TrainConfig, run_dir: Path, env: RunLogger, wall_time_s: float) -> TrainResult:
+    """Evaluate the run's final student, write ``summary.json`` and close the run's env."""
     dev, test = env.unwrapped.evaluate("dev"), env.unwrapped.evaluate("test")
     result = TrainResult(
         run_dir=str(run_dir),

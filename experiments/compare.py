@@ -20,8 +20,7 @@ from tqdm.auto import tqdm
 
 import kd_env  # noqa: F401 - registers the env ids
 from agents.checkpoints import load_agent, load_student
-from agents import agent_class
-from agents.lockstep import train_in_lockstep
+from agents.population import learns_in_population, train_population
 from agents.training import TrainConfig, TrainResult, make_env, train
 from experiments.results import EpisodeCurves, RunRecord, append_record, completed_keys, failed_record, finished_record, run_key
 from experiments.selection import selection_profile
@@ -129,21 +128,22 @@ def pending_runs(preset: Preset, done: set[str], logdir: str | Path) -> list[Pen
     return [run for _, run in sorted(pending, key=lambda item: item[0])]
 
 
-def run_grid(preset: Preset, results_path: str | Path, logdir: str | Path, workers: int = 1, lockstep_seeds: bool = False) -> int:
+def run_grid(preset: Preset, results_path: str | Path, logdir: str | Path, workers: int = 1, population_seeds: bool = True) -> int:
     """Run every (task, entry, seed) not yet in ``results_path``; returns how many runs it made.
 
     With ``workers > 1`` runs go to that many spawned processes, each with an equal share of the CPU
     threads (workers pay off with more cores or cheaper students; docs/benchmarks.md). Records are
     appended by this process as runs finish, in whatever order they finish.
 
-    With ``lockstep_seeds``, the pending seeds of one (task, entry) run as the sub-envs of one batched
-    env (``agents.lockstep``), for agents that can (``Agent.runs_in_lockstep``); the others run
-    seed by seed. The records are those of separate runs up to float rounding (docs/benchmarks.md).
+    With ``population_seeds`` (the default), the pending seeds of one (task, entry) learn together as
+    the sub-envs of one distillation core (``agents.population``), for agents that learn step by step
+    (the rules, ``reinforce``, ``mtkd_rl``); SB3 agents run seed by seed. The records are those of
+    separate runs up to float rounding (docs/benchmarks.md).
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     pending = pending_runs(preset, completed_keys(results_path), logdir)
-    groups = lockstep_groups(pending) if lockstep_seeds else [[run] for run in pending]
+    groups = population_groups(pending) if population_seeds else [[run] for run in pending]
     progress = tqdm(total=len(pending), desc=f"{preset.name} runs", unit="run")
 
     def record(results: list[RunRecord]) -> None:
@@ -165,12 +165,12 @@ def run_grid(preset: Preset, results_path: str | Path, logdir: str | Path, worke
     return len(pending)
 
 
-def lockstep_groups(pending: list[PendingRun]) -> list[list[PendingRun]]:
-    """Pending runs grouped by (task, entry) where the agent can learn in lockstep; the rest alone."""
+def population_groups(pending: list[PendingRun]) -> list[list[PendingRun]]:
+    """Pending runs grouped by (task, entry) where the agent can learn in a population; the rest alone."""
     groups: list[list[PendingRun]] = []
     together: dict[tuple[str, str], list[PendingRun]] = {}
     for run in pending:
-        if not agent_class(run.entry.agent).runs_in_lockstep:
+        if not learns_in_population(run.entry.agent):
             groups.append([run])
             continue
         key = (run.task, run.entry.label)
@@ -182,13 +182,14 @@ def lockstep_groups(pending: list[PendingRun]) -> list[list[PendingRun]]:
 
 
 def execute_group(runs: list[PendingRun]) -> list[RunRecord]:
-    """One run alone, or several seeds of one (task, entry) in lockstep."""
+    """One run alone, or several seeds of one (task, entry) as one population."""
     if len(runs) == 1:
         return [execute(runs[0])]
     for run in runs:
-        log.info("run %s / %s / seed %d (%d steps, in lockstep)", run.task, run.entry.label, run.config.seed, run.config.total_steps)
+        log.info("run %s / %s / seed %d (%d steps, in a population of %d)", run.task, run.entry.label, run.config.seed,
+                 run.config.total_steps, len(runs))
     curves = [EpisodeCurves() for _ in runs]
-    outcomes = train_in_lockstep([run.config for run in runs], curves)
+    outcomes = train_population([run.config for run in runs], curves)
     for run, outcome in zip(runs, outcomes):
         if isinstance(outcome, BaseException):
             log.error("run %s / seed %d failed: %s", run.entry.label, run.config.seed, outcome)

@@ -159,7 +159,7 @@ def compare(
     out: Annotated[Path | None, typer.Option(help="Output folder: results.jsonl, tables, plots (default results/<preset or grid name>).")] = None,
     logdir: Logdir = Path("runs"),
     workers: Annotated[int, typer.Option(help="Runs in parallel processes (CPU threads are shared out).")] = 1,
-    lockstep_seeds: Annotated[bool, typer.Option(help="Run the seeds of each (task, entry) as sub-envs of one batched env, for agents that can (rules, reinforce, mtkd_rl); same records up to float rounding; faster with the head student only.")] = False,
+    population_seeds: Annotated[bool, typer.Option(help="Learn the seeds of each (task, entry) together over one batched distillation core, for agents that learn step by step (rules, reinforce, mtkd_rl); same records as separate runs up to float rounding. --no-population-seeds runs every seed alone.")] = True,
     report_only: Annotated[bool, typer.Option(help="Only rebuild the tables and plots from the results file.")] = False,
 ) -> None:
     """Compare agents over tasks and seeds (a preset, or an ad-hoc grid from flags or a file); re-runs skip finished runs."""
@@ -190,7 +190,7 @@ def compare(
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if not report_only:
-        made = run_grid(chosen, results, logdir, workers, lockstep_seeds)
+        made = run_grid(chosen, results, logdir, workers, population_seeds)
         typer.echo(f"{made} new runs in {time.perf_counter() - start:.0f} s")
     typer.echo(write_report(results, out))
     typer.echo(f"tables and plots in {out}/")

@@ -63,6 +63,8 @@ class BatchedTeacherSelectionEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.data = core.data
+        self.task = core.config.task
+        self.action_mode = core.config.action_mode
         self.obs_shape = core.obs_shape
         self.feature_names = core.layout.names
         self.teacher_names = core.data.teacher_names

@@ -320,13 +320,16 @@ class LoopStack:
             self.students[i].load_state_dict(module.state_dict())
 
 
+STACKS = {
+    "head": lambda modules, data, weight_decay: HeadStack(modules),
+    "bow": lambda modules, data, weight_decay: BagStack(modules, data.splits["train"].student_inputs, weight_decay),
+}
+"""The students with a stacked implementation; any other runs in the ``LoopStack``."""
+
+
 def build_stack(name: str, data, options: dict, seeds: list[int], device: torch.device, weight_decay: float):
     """The stack of N fresh students of kind ``name``, student i built with ``seeds[i]``."""
     modules = [build_student(name, data, seed, options).to(device) for seed in seeds]
     for module in modules:
         module.train()
-    if name == "head":
-        return HeadStack(modules)
-    if name == "bow":
-        return BagStack(modules, data.splits["train"].student_inputs, weight_decay)
-    return LoopStack(modules)
+    return STACKS[name](modules, data, weight_decay) if name in STACKS else LoopStack(modules)

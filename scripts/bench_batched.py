@@ -13,6 +13,10 @@ over rounds. Env steps counted are transitions: the autoreset calls take time bu
 Memory: for every N, a fresh process builds the env, runs two episodes, and reports its peak
 resident memory; the teacher outputs it holds once, whatever N, are listed beside.
 
+With ``--baseline-tree PATH`` (a checkout of another commit, e.g. made by ``git worktree add``): the
+single env of that tree against the single env of this one, each in a fresh child process per round
+(alternating, same kwargs and threads), so a change's effect on one env's speed is measured in one run.
+
 With ``--ppo N``: SB3 PPO (``SharedPairPolicy``) on N sub-envs, the batched env through
 ``agents.sb3_vec.BatchedVecEnv`` against SB3's ``DummyVecEnv`` of N single envs, in alternating rounds:
 what an RL user gains end to end, policy and PPO updates included.
@@ -21,10 +25,14 @@ what an RL user gains end to end, policy and PPO updates included.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -81,15 +89,16 @@ def time_single_env(env, actions: list[np.ndarray], seconds: float) -> tuple[flo
 def time_bare_steps(env, weights: list[torch.Tensor], seconds: float) -> tuple[float, float]:
     """Aggregate steps/s of the bare batched step on the env's own stacked students and batches, through
     the same library calls as the env's step: (wall, CPU)."""
-    students, optimizer, episode, template = env.students, env.optimizer, env._episode, env.template
+    core = env.core
+    students, optimizer, episode = core.students, core.optimizer, core._episode
     steps, clock = 0, Clock()
     while clock.elapsed() < seconds:
         row = steps % env.episode_steps
         logits, saved = students.forward_for_training(episode.inputs(row))
-        teacher_probs = env._soft_targets.index_select(0, episode.device_indices[row].flatten())
+        teacher_probs = core._soft_targets.index_select(0, episode.rows[row].flatten())
         _, logit_gradient = kd_loss_and_logit_gradient(
             logits.flatten(0, 1), episode.labels[row].flatten(), teacher_probs, weights[steps % len(weights)],
-            template.kd_config, 1.0 / env.batch_size,
+            core.kd_config, 1.0 / env.batch_size,
         )
         optimizer.zero_grad(set_to_none=True)
         students.backward(saved, logit_gradient.view_as(logits))
@@ -116,7 +125,7 @@ def measure_speed(args) -> dict[str, dict[int, tuple[float, float]]]:
         bare_envs[n].reset(seed=0)
         vector_envs[n].action_space.seed(0)
         actions[n] = [vector_envs[n].action_space.sample() for _ in range(16)]
-        weights[n] = [torch.from_numpy(normalise_weights(a.reshape(n * b, k))).to(args.device) for a in actions[n]]
+        weights[n] = [normalise_weights(a.reshape(n * b, k)).to(args.device) for a in actions[n]]
     rates: dict[str, dict[int, list[tuple[float, float]]]] = {"env": {n: [] for n in args.num_envs}, "bare": {n: [] for n in args.num_envs}}
     rates["single"] = {1: []}
     for round_index in range(args.rounds + 1):  # round 0 warms up and is dropped
@@ -143,8 +152,49 @@ def _memory_child(num_envs: int, kwargs: dict, threads: int) -> tuple[int, int]:
     for _ in range(2 * (env.unwrapped.episode_steps + 1)):
         env.step(env.action_space.sample())
     status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
-    teacher_bytes = env.unwrapped.template._teacher_logits.nbytes
+    teacher_bytes = env.unwrapped.core._teacher_logits.nbytes
     return int(status["VmHWM"].split()[0]), teacher_bytes
+
+
+SINGLE_ENV_CHILD = """
+import json, sys, time
+import gymnasium as gym, torch
+import kd_env
+kwargs, seconds, threads = json.loads(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+torch.set_num_threads(threads)
+env = gym.make("kd_env/TeacherSelection-v0", **kwargs)
+env.reset(seed=0)
+env.action_space.seed(0)
+actions = [env.action_space.sample() for _ in range(64)]
+def run(seconds):
+    steps, wall, cpu = 0, time.perf_counter(), time.process_time()
+    while time.perf_counter() - wall < seconds:
+        terminated = env.step(actions[steps % 64])[2]
+        steps += 1
+        if terminated:
+            env.reset()
+    return steps / (time.perf_counter() - wall), steps / (time.process_time() - cpu)
+run(min(seconds, 1.0))
+print(json.dumps(run(seconds)))
+"""
+
+
+def time_tree_single_env(tree: Path, kwargs: dict, seconds: float, threads: int) -> tuple[float, float]:
+    """(wall, CPU) single-env steps/s of the code in ``tree``, in a fresh child process."""
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    output = subprocess.run([sys.executable, "-c", SINGLE_ENV_CHILD, json.dumps(kwargs), str(seconds), str(threads)],
+                            cwd=tree, env=env, check=True, capture_output=True, text=True).stdout
+    return tuple(json.loads(output.strip().splitlines()[-1]))
+
+
+def baseline_rates(args) -> dict[str, tuple[float, float]]:
+    """Median single-env rates of this tree and the baseline tree, in alternating child processes."""
+    trees = {"this tree": Path(__file__).resolve().parents[1], "baseline": Path(args.baseline_tree).resolve()}
+    rates: dict[str, list[tuple[float, float]]] = {name: [] for name in trees}
+    for _ in range(args.rounds):
+        for name, tree in trees.items():
+            rates[name].append(time_tree_single_env(tree, env_kwargs(args), args.seconds, args.threads))
+    return {name: (statistics.median(v[0] for v in values), statistics.median(v[1] for v in values)) for name, values in rates.items()}
 
 
 def measure_memory(args) -> dict[int, tuple[int, int]]:
@@ -189,12 +239,22 @@ def main() -> None:
     parser.add_argument("--skip-memory", action="store_true", help="speed only")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (more than the free cores stalls them)")
     parser.add_argument("--ppo", type=int, default=0, metavar="N", help="only compare PPO on N sub-envs: batched env vs DummyVecEnv")
+    parser.add_argument("--baseline-tree", metavar="PATH", help="only compare the single env with the one of this checkout")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    load = lambda: ", ".join(f"{x:.1f}" for x in os.getloadavg())  # noqa: E731
+    if args.baseline_tree:
+        rates = baseline_rates(args)
+        print(f"single env, synthetic task, B={args.batch_size}, K=4, head student; {args.threads} torch threads; "
+              f"load average {load()}; medians of {args.rounds} alternating child processes of {args.seconds} s")
+        for name, (wall, cpu) in rates.items():
+            print(f"  {name}: {wall:,.0f} env steps/s (wall clock), {cpu:,.0f} per CPU second")
+        ours, base = rates["this tree"], rates["baseline"]
+        print(f"  this tree / baseline: {ours[0] / base[0]:.3f} (wall), {ours[1] / base[1]:.3f} (CPU)")
+        return
     if args.ppo:
         rates = ppo_rates(args)
-        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-        print(f"PPO, {args.ppo} sub-envs, rollouts of 32 steps, 2 epochs; load average {load}; medians of {args.rounds} rounds")
+        print(f"PPO, {args.ppo} sub-envs, rollouts of 32 steps, 2 epochs; load average {load()}; medians of {args.rounds} rounds")
         for name, rate in rates.items():
             print(f"  {name}: {rate:,.0f} env steps/s")
         print(f"  ratio: {rates['batched env'] / rates['DummyVecEnv']:.2f}")
@@ -202,9 +262,8 @@ def main() -> None:
 
     speed = measure_speed(args)
     single = speed["single"][1]
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"synthetic task, B={args.batch_size}, K=4, head student on {args.device}; {args.threads} torch threads, {os.cpu_count()} cores, "
-          f"load average {load}; medians of {args.rounds} alternating rounds of {args.seconds} s")
+          f"load average {load()}; medians of {args.rounds} alternating rounds of {args.seconds} s")
     print(f"single env: {single[0]:,.0f} env steps/s (wall clock), {single[1]:,.0f} per CPU second\n")
     print("Wall clock, then per CPU second of this process (what a core to itself would give):\n")
     print("| N | env steps/s | x single env | bare steps/s | env step / bare step | env steps per CPU s | x single | env / bare (CPU) |")

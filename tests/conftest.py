@@ -33,3 +33,16 @@ def reviews_csv(tmp_path_factory):
     from tiny_text import sentiment_rows, write_csv
 
     return write_csv(tmp_path_factory.mktemp("data") / "reviews.csv", sentiment_rows(160))
+
+
+@pytest.fixture(scope="session")
+def text_env_kwargs(tmp_path_factory, tiny_bert, reviews_csv):
+    """A tiny text task (made-up reviews, two head-tuned tiny-BERT teachers, cached once per session)
+    with the students' options set for the tiny tokenizer; add ``student`` to choose one."""
+    cache = str(tmp_path_factory.mktemp("text-cache"))
+    teachers = [{"name": f"tiny-{seed}", "encoder": tiny_bert, "tuning": "head", "seed": seed} for seed in (0, 1)]
+    return {
+        "task": f"csv:{reviews_csv}", "teachers": teachers, "batch_size": 8,
+        "task_options": {"cache_dir": cache, "semantic_encoder": tiny_bert, "device": "cpu"},
+        "student_options": {"tokenizer": tiny_bert, "max_length": 16, "embedding_dim": 8, "hidden": 8},
+    }

@@ -123,12 +123,10 @@ def test_keep_student_resets_match_single_envs(env_id, kwargs):
 def test_per_env_fallback_loop_matches_single_envs(cheap_forward, kwargs, monkeypatch):
     """The fallback path (a loop over ordinary students), exercised with head students; without
     ``cheap_forward`` (as for transformers) the reward's and the next batch's forwards are separate."""
-    monkeypatch.setattr(student_stacks, "STACKABLE_STUDENTS", ())
+    monkeypatch.setattr(student_stacks, "STACKS", {})
     monkeypatch.setattr(HeadStudent, "cheap_forward", cheap_forward)
-    batched, _, ends = compare_rollouts(
-        "kd_env/TeacherSelection-v0", kwargs, steps=EPISODE_STEPS + 2, batched_kwargs={"per_env_fallback": True}
-    )
-    assert isinstance(batched.unwrapped.students, student_stacks.LoopStack) and ends == 1
+    batched, _, ends = compare_rollouts("kd_env/TeacherSelection-v0", kwargs, steps=EPISODE_STEPS + 2)
+    assert isinstance(batched.unwrapped.core.students, student_stacks.LoopStack) and ends == 1
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
@@ -153,10 +151,10 @@ def test_sub_envs_have_their_own_students_and_share_teacher_outputs(kwargs):
     env.reset(seed=0)
     first, second = (list(env.student(i).parameters()) for i in (0, 1))
     assert not all(torch.equal(a, b) for a, b in zip(first, second))
-    train = env.template.data.splits["train"]
-    if env.template._teacher_logits.device.type == "cpu":  # on a GPU: the one copy made there
-        assert env.template._teacher_logits.data_ptr() == train.teacher_logits.data_ptr()  # one copy, not N
-    assert env._soft_targets.shape == train.teacher_logits.shape  # the targets once, for all sub-envs
+    train, core = env.data.splits["train"], env.core
+    if core.device.type == "cpu":  # on a GPU: the one copy made there
+        assert core._teacher_logits.data_ptr() == train.teacher_logits.data_ptr()  # one copy, not N
+    assert core._soft_targets.shape == train.teacher_logits.shape  # the targets once, for all sub-envs
 
 
 @pytest.mark.parametrize("num_envs", [0, -1, 1.5, True, "2"])
@@ -176,11 +174,6 @@ def test_bad_actions(kwargs):
         env.step(np.full(good.shape, 2))
     obs, *_ = env.step(good)  # the failed calls changed nothing
     assert obs.shape == env.observation_space.shape
-
-
-def test_unbatchable_student_needs_the_fallback(kwargs):
-    with pytest.raises(ValueError, match="per_env_fallback=True"):
-        BatchedTeacherSelectionEnv(num_envs=2, **{**kwargs, "student": "transformer"})
 
 
 def test_partial_resets_are_refused(kwargs):
@@ -270,8 +263,8 @@ def test_sub_env_student_state_is_a_single_env_state(fallback, kwargs, monkeypat
     """A sub-env's ``student_state(i)`` matches the single env's after the same steps, loads into a
     single env, and loads back into the batched env (for the per-env loop too)."""
     if fallback:
-        monkeypatch.setattr(student_stacks, "STACKABLE_STUDENTS", ())
-    batched, singles, _ = compare_rollouts(ENV_IDS[0], kwargs, steps=2, batched_kwargs={"per_env_fallback": fallback})
+        monkeypatch.setattr(student_stacks, "STACKS", {})
+    batched, singles, _ = compare_rollouts(ENV_IDS[0], kwargs, steps=2)
     batched = batched.unwrapped
     for i, single in enumerate(singles):
         state, expected = batched.student_state(i), single.unwrapped.student_state()
@@ -291,7 +284,7 @@ def test_sub_env_student_state_is_a_single_env_state(fallback, kwargs, monkeypat
     single_obs, single_reward, *_ = singles[2].step(actions[2])
     assert_close(single_obs, obs[2], "sub-env 2 after loading sub-env 0's state")
     assert_close(single_reward, rewards[2], "reward after loading")
-    with pytest.raises(ValueError, match="sub-env index"):
+    with pytest.raises(ValueError, match="env index"):
         batched.student_state(NUM_ENVS)
 
 

@@ -75,11 +75,11 @@ def test_ad_hoc_grid_from_flags_and_file(tmp_path):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("lockstep", [[], ["--lockstep-seeds"]], ids=["separate", "lockstep"])
-def test_compare_runs_an_ad_hoc_grid(lockstep, tmp_path):
+@pytest.mark.parametrize("population", [[], ["--no-population-seeds"]], ids=["population", "separate"])
+def test_compare_runs_an_ad_hoc_grid(population, tmp_path):
     out = tmp_path / "out"
     result = runner.invoke(app, ["compare", "--task", "synthetic", "--agents", "no_kd,avg_kd", "--seeds", "0,1", "--epochs", "1",
-                                 *SMALL, "--out", str(out), "--logdir", str(tmp_path / "runs"), *lockstep])
+                                 *SMALL, "--out", str(out), "--logdir", str(tmp_path / "runs"), *population])
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert sorted((r["entry"], r["seed"]) for r in records) == [("avg_kd", 0), ("avg_kd", 1), ("no_kd", 0), ("no_kd", 1)]

@@ -61,9 +61,9 @@ def test_parallel_workers_record_the_same_runs_as_one_process(tmp_path):
 
 
 @pytest.mark.integration
-def test_lockstep_seeds_record_what_separate_runs_record(tmp_path):
-    """Seeds as sub-envs of one batched env (rules and reinforce, with its stages and selection
-    profile); ppo cannot (shared random generators) and runs seed by seed; a failing entry fails every seed."""
+def test_population_seeds_record_what_separate_runs_record(tmp_path):
+    """Seeds learning together over one core (rules and reinforce, with its stages and selection
+    profile); ppo cannot (it does not learn step by step) and runs seed by seed; a failing entry fails every seed."""
     entries = [
         GridEntry(label="avg_kd", agent="avg_kd"),
         GridEntry(label="reinforce", agent="reinforce", agent_kwargs={"advantage": "instance", "update_every": 2},
@@ -71,11 +71,11 @@ def test_lockstep_seeds_record_what_separate_runs_record(tmp_path):
         GridEntry(label="ppo", agent="ppo", agent_kwargs={"algo_kwargs": {"n_steps": 8, "batch_size": 8, "n_epochs": 1}}),
         GridEntry(label="broken", agent="reinforce", agent_kwargs={"advantage": "nonsense"}),
     ]
-    separate, lockstep = tmp_path / "separate.jsonl", tmp_path / "lockstep.jsonl"
-    assert run_grid(tiny_preset(entries, seeds=(0, 1, 2)), separate, tmp_path / "runs") == 12
-    assert run_grid(tiny_preset(entries, seeds=(0, 1, 2)), lockstep, tmp_path / "runs", lockstep_seeds=True) == 12
+    separate, together_path = tmp_path / "separate.jsonl", tmp_path / "population.jsonl"
+    assert run_grid(tiny_preset(entries, seeds=(0, 1, 2)), separate, tmp_path / "runs", population_seeds=False) == 12
+    assert run_grid(tiny_preset(entries, seeds=(0, 1, 2)), together_path, tmp_path / "runs") == 12
     alone = {r.key: r for r in read_records(separate)}
-    together = {r.key: r for r in read_records(lockstep)}
+    together = {r.key: r for r in read_records(together_path)}
     assert alone.keys() == together.keys()
     for key, record in alone.items():
         other = together[key]
@@ -84,7 +84,7 @@ def test_lockstep_seeds_record_what_separate_runs_record(tmp_path):
             assert other.test_accuracy == pytest.approx(record.test_accuracy, abs=1.01 / 64), key
             assert other.curves["dev_accuracy"] == pytest.approx(record.curves["dev_accuracy"], abs=1.01 / 32), key
             assert other.selection.keys() == record.selection.keys(), key
-    assert run_grid(tiny_preset(entries, seeds=(0, 1, 2)), lockstep, tmp_path / "runs", lockstep_seeds=True) == 3  # the failed
+    assert run_grid(tiny_preset(entries, seeds=(0, 1, 2)), together_path, tmp_path / "runs") == 3  # the failed
 
 
 def test_every_preset_names_known_agents_features_and_unique_labels():

@@ -149,7 +149,7 @@ def test_bow_student_trains_in_the_env(tmp_path, tiny_bert, reviews_csv):
     before = student.embedding.weight.detach().clone()
     _, reward, *_ = env.step(env.action_space.sample())
     assert np.isfinite(reward)
-    assert not np.allclose(before, student.embedding.weight.detach())
+    assert not np.allclose(before, env.unwrapped.student.embedding.weight.detach())  # a copy of the trained student
 
 
 def test_bow_student_starts_from_an_encoders_input_embeddings(tmp_path, tiny_bert, reviews_csv):

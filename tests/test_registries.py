@@ -113,7 +113,7 @@ def test_builtin_feature_groups_keep_their_order():
 def test_a_new_feature_group_is_one_decorated_function(fresh_registries, small_env_kwargs):
     @features.register("teacher_max_prob")
     def teacher_max_prob(x):
-        return x.teacher_probs.max(axis=-1, keepdims=True)
+        return x.teacher_probs.amax(dim=-1, keepdim=True)
 
     assert features.STATIC_GROUPS[-1] == "teacher_max_prob"
     assert features.feature_groups()[-1] == "progress"  # static groups stay before dynamic ones

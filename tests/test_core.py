@@ -1,0 +1,108 @@
+"""The distillation core: N envs of one core step as N cores of one env do, for every student kind
+(stacked ``head`` and ``bow``, the per-student loop for ``transformer``); the memory bound on N."""
+
+import numpy as np
+import pytest
+import torch
+
+from kd_env import core as core_module
+from kd_env.config import EnvConfig
+from kd_env.core import DistillationCore
+from kd_env.student_stacks import BagStack, HeadStack, LoopStack
+
+NUM_ENVS, STEPS = 3, 7
+TINY_TRANSFORMER = {"config": {"model_type": "bert", "vocab_size": 21, "hidden_size": 16, "num_hidden_layers": 1,
+                               "num_attention_heads": 2, "intermediate_size": 32}}
+
+
+def rollout(core, actions):
+    """Observations, rewards, info and test metrics of a few steps across episode ends, as numpy arrays."""
+    rngs = [np.random.default_rng(7 + i) for i in range(core.num_envs)]
+    trace = [core.reset(rngs)[0]]
+    for t, action in enumerate(actions):
+        obs, rewards, terminated, info = core.step(action)
+        trace += [obs, rewards, *info.values()]
+        if terminated:
+            trace.append(core.reset(rngs, keep_student=t % 2 == 0)[0])
+    trace += list(core.evaluate("test").values())
+    return [value.cpu().numpy() for value in trace]
+
+
+def single_rollouts(config, actions):
+    traces = []
+    for i in range(NUM_ENVS):
+        single = DistillationCore(config, num_envs=1)
+        rng = [np.random.default_rng(7 + i)]
+        trace = [single.reset(rng)[0]]
+        for t, action in enumerate(actions):
+            obs, rewards, terminated, info = single.step(action[i : i + 1])
+            trace += [obs, rewards, *info.values()]
+            if terminated:
+                trace.append(single.reset(rng, keep_student=t % 2 == 0)[0])
+        trace += list(single.evaluate("test").values())
+        traces.append([value.cpu().numpy() for value in trace])
+    return traces
+
+
+def assert_population_matches_singles(config, stack_type):
+    core = DistillationCore(config, num_envs=NUM_ENVS)
+    generator = np.random.default_rng(0)
+    size = core.batch_size * core.num_teachers
+    actions = [generator.integers(0, 2, size=(NUM_ENVS, size)).astype(np.int8) for _ in range(STEPS)]
+    together = rollout(core, actions)
+    assert isinstance(core.students, stack_type)
+    for i, alone in enumerate(single_rollouts(config, actions)):
+        for j, (expected, got) in enumerate(zip(alone, together)):
+            np.testing.assert_allclose(got[i], expected[0], rtol=1e-4, atol=1e-5, err_msg=f"env {i}, value {j}")
+
+
+@pytest.mark.parametrize("reward", ["student_ce", "ce_gain", "dev_gain"])
+def test_head_population_matches_single_cores(reward, small_env_kwargs):
+    config = EnvConfig.from_kwargs({**small_env_kwargs, "episode_steps": 3, "reward": reward, "terminal_bonus": 0.5})
+    assert_population_matches_singles(config, HeadStack)
+
+
+@pytest.mark.parametrize("reward, weight_decay", [("student_loss", 0.0), ("ce_gain", 0.01)])
+def test_bow_population_matches_single_cores(reward, weight_decay, text_env_kwargs):
+    config = EnvConfig.from_kwargs({**text_env_kwargs, "student": "bow", "episode_steps": 3, "reward": reward,
+                                    "weight_decay": weight_decay})
+    assert_population_matches_singles(config, BagStack)
+
+
+def test_transformer_population_matches_single_cores(text_env_kwargs):
+    options = {**TINY_TRANSFORMER, "tokenizer": text_env_kwargs["student_options"]["tokenizer"]}
+    config = EnvConfig.from_kwargs({**text_env_kwargs, "student": "transformer", "student_options": options, "episode_steps": 3})
+    assert_population_matches_singles(config, LoopStack)
+
+
+def test_bow_stack_trains_only_the_rows_the_training_split_uses(text_env_kwargs):
+    """Rows of word pieces absent from the training split keep their initial values (as AdamW leaves
+    them without weight decay), and the student built from the stack has them all."""
+    core = DistillationCore(EnvConfig.from_kwargs({**text_env_kwargs, "student": "bow", "episode_steps": 3}), num_envs=2)
+    core.reset([np.random.default_rng(0), np.random.default_rng(1)])
+    initial = core.student(1).embedding.weight.detach().clone()
+    size = core.batch_size * core.num_teachers
+    for _ in range(3):
+        core.step(np.ones((2, size), dtype=np.int8))
+    trained = core.student(1).embedding.weight.detach()
+    rows = core.students.trained_rows
+    unused = torch.ones(len(initial), dtype=torch.bool)
+    unused[rows] = False
+    assert 0 < len(rows) < len(initial)
+    assert torch.equal(trained[unused], initial[unused]) and not torch.equal(trained[rows], initial[rows])
+
+
+def test_info_level_basic_keeps_what_agents_read(small_env_kwargs):
+    core = DistillationCore(EnvConfig.from_kwargs({**small_env_kwargs, "episode_steps": 2, "info_level": "basic"}), 2)
+    core.reset([np.random.default_rng(0), np.random.default_rng(1)])
+    size = core.batch_size * core.num_teachers
+    _, _, _, info = core.step(np.ones((2, size), dtype=np.int8))
+    assert set(info) == {"instance_rewards", "oracle"}
+    _, _, terminated, info = core.step(np.ones((2, size), dtype=np.int8))
+    assert terminated and {"dev_accuracy", "dev_macro_f1", "dev_ce"} <= set(info)
+
+
+def test_too_many_envs_for_the_memory_are_refused_before_allocating(small_env_kwargs, monkeypatch):
+    monkeypatch.setattr(core_module, "available_memory", lambda: 64 * 2**20)
+    with pytest.raises(ValueError, match=r"num_envs=100000 needs about .* GiB .* use at most \d+ envs"):
+        DistillationCore(EnvConfig.from_kwargs(small_env_kwargs), num_envs=100_000)
