@@ -17,11 +17,11 @@ from gymnasium.vector.utils import batch_space
 
 from kd_env.config import EnvConfig
 from kd_env.core import DistillationCore
-from kd_env.env import RESET_OPTIONS, host_info, spaces_of
+from kd_env.env import RESET_OPTIONS, CoreSettings, host_info, spaces_of
 from kd_env.options import check_option_names
 
 
-class BatchedTeacherSelectionEnv(VectorEnv):
+class BatchedTeacherSelectionEnv(CoreSettings, VectorEnv):
     """``num_envs`` independent ``TeacherSelectionEnv`` sub-envs, stepped in lockstep as one computation.
 
     ## Description
@@ -56,22 +56,11 @@ class BatchedTeacherSelectionEnv(VectorEnv):
 
     def __init__(self, num_envs: int = 1, autoreset_keep_student: bool = False, **env_kwargs: Any) -> None:
         self.core = DistillationCore(EnvConfig.from_kwargs(env_kwargs), num_envs=num_envs)
-        core = self.core
-        self.num_envs = core.num_envs
+        self.num_envs = self.core.num_envs
         self.autoreset_keep_student = autoreset_keep_student
-        self.single_observation_space, self.single_action_space = spaces_of(core)
+        self.single_observation_space, self.single_action_space = spaces_of(self.core)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self.data = core.data
-        self.task = core.config.task
-        self.action_mode = core.config.action_mode
-        self.obs_shape = core.obs_shape
-        self.feature_names = core.layout.names
-        self.teacher_names = core.data.teacher_names
-        self.batch_size = core.batch_size
-        self.episode_steps = core.episode_steps
-        self.num_teachers = core.num_teachers
-        self.num_classes = core.num_classes
         self._all_true = np.ones(self.num_envs, dtype=bool)
         self._all_true.flags.writeable = False
         self._rngs: list[np.random.Generator | None] = [None] * self.num_envs

@@ -28,6 +28,52 @@ def host_info(info: dict[str, torch.Tensor], index: int | None = None) -> dict[s
     return {key: value[index].item() if value.dim() == 1 else value[index].cpu().numpy() for key, value in info.items()}
 
 
+class CoreSettings:
+    """What both views of a core (this env and the vector env) report of its settings."""
+
+    core: DistillationCore
+
+    @property
+    def data(self):
+        return self.core.data
+
+    @property
+    def task(self) -> str:
+        return self.core.config.task
+
+    @property
+    def action_mode(self) -> str:
+        return self.core.config.action_mode
+
+    @property
+    def obs_shape(self) -> tuple[int, int, int]:
+        return self.core.obs_shape
+
+    @property
+    def batch_size(self) -> int:
+        return self.core.batch_size
+
+    @property
+    def episode_steps(self) -> int:
+        return self.core.episode_steps
+
+    @property
+    def num_teachers(self) -> int:
+        return self.core.num_teachers
+
+    @property
+    def num_classes(self) -> int:
+        return self.core.num_classes
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.core.layout.names
+
+    @property
+    def teacher_names(self) -> tuple[str, ...]:
+        return self.core.data.teacher_names
+
+
 def spaces_of(core: DistillationCore) -> tuple[spaces.Box, spaces.Space]:
     """One env's observation and action spaces."""
     b, k, _ = core.obs_shape
@@ -38,7 +84,7 @@ def spaces_of(core: DistillationCore) -> tuple[spaces.Box, spaces.Space]:
     return observation_space, spaces.Box(low=0.0, high=1.0, shape=(b * k,), dtype=np.float32)
 
 
-class TeacherSelectionEnv(gym.Env):
+class TeacherSelectionEnv(CoreSettings, gym.Env):
     """Choose, for every instance of a training batch, which teachers the student distils from.
 
     ## Description
@@ -132,31 +178,10 @@ class TeacherSelectionEnv(gym.Env):
 
     def __init__(self, **kwargs: Any) -> None:
         self.core = DistillationCore(EnvConfig.from_kwargs(kwargs), num_envs=1)
-        core = self.core
-        self.config = core.config
-        self.observation_space, self.action_space = spaces_of(core)
-        self.obs_shape = core.obs_shape
-        self.data = core.data
-        self.layout = core.layout
-        self.kd_config = core.kd_config
-        self.reward = core.reward
-        self.device = core.device
-        self.task = core.config.task
-        self.action_mode = core.config.action_mode
-        self.batch_size = core.batch_size
-        self.episode_steps = core.episode_steps
-        self.learning_rate = core.learning_rate
-        self.num_teachers = core.num_teachers
-        self.num_classes = core.num_classes
+        self.observation_space, self.action_space = spaces_of(self.core)
+        self.config, self.layout, self.learning_rate = self.core.config, self.core.layout, self.core.learning_rate
 
     # ----------------------------------------------------------------------------------------- API
-    @property
-    def feature_names(self) -> list[str]:
-        return self.layout.names
-
-    @property
-    def teacher_names(self) -> tuple[str, ...]:
-        return self.data.teacher_names
 
     @property
     def batch_indices(self) -> np.ndarray:

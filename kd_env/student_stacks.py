@@ -153,7 +153,25 @@ class HeadStack:
         return module
 
 
-class BagStack:
+class AutogradStack:
+    """Stacks whose backward is autograd's, from the graph ``forward_for_training`` keeps."""
+
+    def forward_for_training(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits, and the same logits with their autograd graph for ``backward``."""
+        with torch.enable_grad():
+            logits = self.training_logits(inputs)
+        return logits.detach(), logits
+
+    @staticmethod
+    def second_half(saved: torch.Tensor, start: int) -> torch.Tensor:
+        return saved[:, start:]
+
+    @staticmethod
+    def backward(saved: torch.Tensor, logit_gradient: torch.Tensor) -> None:
+        saved.backward(logit_gradient)
+
+
+class BagStack(AutogradStack):
     """N ``BagStudent`` s: word-piece embedding tables and MLPs as stacked tensors.
 
     ``encode`` adds ``trained_ids`` to a split's inputs: each word piece's row in the trained part of
@@ -214,20 +232,9 @@ class BagStack:
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.mlp.forward(self._pool(inputs, include_frozen=True))[0]
 
-    def forward_for_training(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits, and the same logits with their autograd graph. Training rows hold only trained
-        word pieces (masked positions aside), so the frozen table is not read."""
-        with torch.enable_grad():
-            logits = self.mlp.forward(self._pool(inputs, include_frozen=False))[0]
-        return logits.detach(), logits
-
-    @staticmethod
-    def second_half(saved: torch.Tensor, start: int) -> torch.Tensor:
-        return saved[:, start:]
-
-    @staticmethod
-    def backward(saved: torch.Tensor, logit_gradient: torch.Tensor) -> None:
-        saved.backward(logit_gradient)
+    def training_logits(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Training rows hold only trained word pieces (masked positions aside): the frozen table is not read."""
+        return self.mlp.forward(self._pool(inputs, include_frozen=False))[0]
 
     def train(self, mode: bool = True) -> None:
         """Nothing to switch: no dropout or normalisation layers."""
@@ -266,7 +273,7 @@ class BagStack:
         return module
 
 
-class LoopStack:
+class LoopStack(AutogradStack):
     """N ordinary student modules, run one after the other (the per-student fallback)."""
 
     def __init__(self, students: list[nn.Module]) -> None:
@@ -289,19 +296,7 @@ class LoopStack:
             [student({name: t[i] for name, t in inputs.items()}).float() for i, student in enumerate(self.students)]
         )
 
-    def forward_for_training(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits, and the same logits with their autograd graph for ``backward``."""
-        with torch.enable_grad():
-            logits = self.forward(inputs)
-        return logits.detach(), logits
-
-    @staticmethod
-    def second_half(saved: torch.Tensor, start: int) -> torch.Tensor:
-        return saved[:, start:]
-
-    @staticmethod
-    def backward(saved: torch.Tensor, logit_gradient: torch.Tensor) -> None:
-        saved.backward(logit_gradient)
+    training_logits = forward
 
     def train(self, mode: bool = True) -> None:
         for student in self.students:

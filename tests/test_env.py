@@ -132,7 +132,7 @@ def test_pickle_round_trip_continues_identically(small_env_kwargs):
     action = np.zeros(env.action_space.shape, dtype=np.int8)
     action[::3] = 1
     a, b = env.step(action), clone.step(action)
-    if env.device.type == "cpu":
+    if env.core.device.type == "cpu":
         assert np.array_equal(a[0], b[0]) and a[1] == b[1]
     else:  # the clone redoes the pending forward on B rows, not 2B: a GPU may round it otherwise
         np.testing.assert_allclose(a[0], b[0], rtol=1e-5, atol=1e-6)
