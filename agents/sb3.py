@@ -165,6 +165,7 @@ class _ForwardSteps(BaseCallback):
 @register("a2c_mlp", algo="a2c", policy="mlp")
 class SB3Agent(Agent):
     config_class = SB3Config
+    loads_pickle = True
     default_algo_kwargs: dict[str, dict] = {}
     """Per algorithm, constructor defaults under the config's ``algo_kwargs``; SB3's own when empty."""
 

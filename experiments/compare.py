@@ -230,4 +230,4 @@ def profile(config: TrainConfig, run_dir: Path) -> dict:
     env = make_env(config)
     env.reset(seed=config.seed)
     load_student(run_dir, env)
-    return selection_profile(load_agent(run_dir, env), env)
+    return selection_profile(load_agent(run_dir, env, config.agent), env)
