@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from kd_env.assets import package_file
+from kd_env.errors import UserError
 from kd_env.tasks.data import SPLITS
 
 logger = logging.getLogger(__name__)
@@ -275,24 +276,34 @@ def _read_user_files(fmt: str, files: dict[str, str], config: TaskConfig):
         raise ValueError(f"cannot read {', '.join(files.values())} as {fmt}: {type(cause).__name__}: {cause}") from None
 
 
+HEAD_CHARACTERS = 1 << 20
+"""How much of a user file ``_check_user_file`` reads: a 1 GB file is refused as fast as a small one."""
+
+
 def _check_user_file(path: Path, fmt: str, config: TaskConfig) -> None:
     """Refuse, naming the file, what ``datasets`` reports obscurely: an empty file, bytes that are not
-    in the file's encoding, a csv whose header has no row under it."""
+    in the file's encoding or not text at all, a csv whose header has no row under it. Reads only the
+    file's head (``HEAD_CHARACTERS``); a bad byte further on is reported by the reader."""
     header_lines = 1 if USER_FILE_FORMATS[fmt][0] == "csv" and config.column_names is None else 0
-    lines = 0
     try:
         with open(path, encoding=config.encoding, newline="") as handle:
-            lines = sum(1 for line in handle if line.strip())
+            head = handle.read(HEAD_CHARACTERS)
     except UnicodeDecodeError as error:
         byte = error.object[error.start : error.start + 1].hex()
-        raise ValueError(
+        raise UserError(
             f"{path} is not {config.encoding} text (byte 0x{byte}: {error.reason}); name its encoding with the task "
             f"option encoding, e.g. encoding=latin-1"
         ) from None
-    if lines == 0:
-        raise ValueError(f"{path} is empty")
+    if "\x00" in head:
+        raise UserError(f"{path} is not a text file: it holds NUL bytes")
+    whole = len(head) < HEAD_CHARACTERS
+    lines = sum(1 for line in head.splitlines() if line.strip())
+    if lines == 0 and whole:
+        raise UserError(f"{path} is empty")
     if lines <= header_lines:
-        raise ValueError(f"{path} has a header line and no rows under it")
+        if whole:
+            raise UserError(f"{path} has a header line and no rows under it")
+        raise UserError(f"{path}: its first line is over {HEAD_CHARACTERS} characters long, too long for a header line")
 
 
 def _reader_options(fmt: str, files: dict[str, str], config: TaskConfig) -> dict:
