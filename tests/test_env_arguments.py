@@ -50,6 +50,8 @@ BAD_ARGUMENTS = [
     ({"student": ["head"]}, "unknown student"),
     ({"student_options": "hidden=3"}, "student options must be a JSON object"),
     ({"task": 3}, "task must be a task name"),
+    ({"reward": ["dev_gain"]}, "unknown reward"),
+    ({"features": ["colour"]}, "unknown feature groups"),
 ]
 
 
