@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from kd_env.arguments import require_choice, require_int
+from kd_env.arguments import require_int
 from kd_env.errors import UserError
 from kd_env.tasks.data import DistillationData
 from kd_env.devices import autocast
@@ -236,7 +236,8 @@ TOKENIZED_STUDENT_CONFIGS = {"transformer": TransformerStudentConfig, "bow": Bag
 def student_text_inputs(name: str, options: dict | None) -> tuple[str, int] | None:
     """What a text task must give a student: None = frozen sentence vectors (``features``), else the
     (tokenizer, max_length) to tokenise every split with."""
-    require_choice("student", name, tuple(sorted(STUDENT_BUILDERS)))
+    if not isinstance(name, str) or name not in STUDENT_BUILDERS:
+        raise UserError(f"unknown student {name!r}; available: {sorted(STUDENT_BUILDERS)}")
     if name not in TOKENIZED_STUDENT_CONFIGS:
         return None
     config = TOKENIZED_STUDENT_CONFIGS[name].from_options(options)
@@ -256,7 +257,8 @@ def default_learning_rate(name: str) -> float:
 
 def build_student(name: str, data: DistillationData, seed: int, options: dict | None = None) -> nn.Module:
     """Build a freshly initialised student, seeded without touching torch's global RNG state."""
-    require_choice("student", name, tuple(sorted(STUDENT_BUILDERS)))
+    if not isinstance(name, str) or name not in STUDENT_BUILDERS:
+        raise UserError(f"unknown student {name!r}; available: {sorted(STUDENT_BUILDERS)}")
     with torch.random.fork_rng(devices=[]):
         # The CPU generator only: fork_rng restores no accelerator state, and torch.manual_seed would
         # also (lazily) reseed every accelerator's, recording a stack trace each time.
