@@ -18,6 +18,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from kd_env.errors import UserError
+
 StepCallback = Callable[[dict[str, Any]], bool | None]
 """Called with the env's ``info`` after every env step; returning False stops ``learn``."""
 
@@ -31,6 +33,9 @@ class Agent(ABC):
     name: str = ""
     learns: bool = True
     """False for fixed rules: reports set learned selectors apart from the baselines they must beat."""
+    loads_pickle: bool = False
+    """True when the saved state is a pickle (SB3's cloudpickle zip): loading it can run code, so
+    ``load`` reads it only for a caller who names this agent."""
 
     def __init__(self, env: gym.Env, config: Any) -> None:
         self.env = env
@@ -82,7 +87,7 @@ def agent_names() -> list[str]:
 def agent_class(name: str) -> type[Agent]:
     """The class registered as ``name`` (its ``learns`` says what it is)."""
     if name not in _REGISTRY:
-        raise ValueError(f"unknown agent {name!r}; available: {agent_names()}")
+        raise UserError(f"unknown agent {name!r}; available: {agent_names()}")
     return _REGISTRY[name][0]
 
 
@@ -94,13 +99,20 @@ def make(name: str, env: gym.Env, **config: Any) -> Agent:
     return agent
 
 
-def load(path: str | Path, env: gym.Env) -> Agent:
-    """Rebuild a saved agent on ``env`` from its directory.
+def load(path: str | Path, env: gym.Env, name: str | None = None) -> Agent:
+    """Rebuild a saved agent on ``env`` from its directory; ``name``: the agent it must be (a run's
+    config names it), refused if ``agent.json`` names another.
 
     Our agents' state files load with ``torch.load(weights_only=True)``: a tampered file is refused
     instead of running code. SB3 agents load through SB3's own cloudpickle format, which can run code
-    by design: load those only from folders you trust.
+    by design, so they load only when the caller names them: an edited ``agent.json`` cannot turn a
+    data folder into code. Treat an SB3 agent's folder (and an SB3 run's) as code you run.
     """
     path = Path(path)
     saved = json.loads((path / AGENT_FILE).read_text())
+    if name is not None and saved["name"] != name:
+        raise UserError(f"{path} holds agent {saved['name']!r}, not {name!r}")
+    if name is None and agent_class(saved["name"]).loads_pickle:
+        raise UserError(f"{path} holds SB3 agent {saved['name']!r}, whose pickled model can run code when loaded: "
+                        f"load it with name={saved['name']!r} only if you trust the folder")
     return make(saved["name"], env, **saved["config"]).load(path)

@@ -54,14 +54,23 @@ def save_checkpoint(run_dir: Path, agent, env, wall_time_s: float) -> Path:
     return final
 
 
+def _checkpoints(run_dir: str | Path) -> list[Path]:
+    """A run's checkpoints, oldest first."""
+    root = Path(run_dir) / CHECKPOINTS_DIR
+    return sorted(root.glob(f"{CHECKPOINT_PREFIX}*")) if root.is_dir() else []
+
+
+def has_checkpoint(run_dir: str | Path) -> bool:
+    return bool(_checkpoints(run_dir))
+
+
 def latest_checkpoint(run_dir: str | Path) -> Path:
     """The newest checkpoint of a run, checked for all its parts."""
-    root = Path(run_dir) / CHECKPOINTS_DIR
-    found = sorted(root.glob(f"{CHECKPOINT_PREFIX}*")) if root.is_dir() else []
+    found = _checkpoints(run_dir)
     if not found:
         raise CheckpointError(
             f"{run_dir} has no checkpoint ({CHECKPOINTS_DIR}/{CHECKPOINT_PREFIX}*): the run stopped before its first "
-            f"one (they are written every --checkpoint-every env steps, on Ctrl-C or SIGTERM, and at the end); start a new run"
+            f"one (they are written every --checkpoint-every env steps, on Ctrl-C or SIGTERM, and at the end)"
         )
     checkpoint = found[-1]
     missing = [part for part in (PROGRESS_FILE, STUDENT_FILE, f"{AGENT_DIR}/{AGENT_FILE}") if not (checkpoint / part).is_file()]
@@ -84,9 +93,10 @@ def load_student(run_dir: str | Path, env: gym.Env) -> None:
     env.unwrapped.load_student_state(state)
 
 
-def load_agent(run_dir: str | Path, env: gym.Env):
-    """The newest checkpointed agent, rebuilt on ``env``."""
-    return _loading(latest_checkpoint(run_dir) / AGENT_DIR, lambda path: agents.load(path, env))
+def load_agent(run_dir: str | Path, env: gym.Env, name: str):
+    """The newest checkpointed agent, rebuilt on ``env``; ``name``: the run's agent (its config says),
+    so that the checkpoint's own ``agent.json`` cannot choose a loader that runs code."""
+    return _loading(latest_checkpoint(run_dir) / AGENT_DIR, lambda path: agents.load(path, env, name))
 
 
 def _loading(path: Path, load):

@@ -25,6 +25,7 @@ import torch
 from agents.base import register
 from agents.observation import ObservationView, unsquash
 from agents.stepping import StepwiseAgent
+from kd_env.errors import UserError
 
 
 def softmax(values: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -77,7 +78,7 @@ class RuleAgent(StepwiseAgent):
         self.view = ObservationView(env)
         self.action_mode = env.unwrapped.action_mode
         if self.needs_weights_env and self.action_mode != "weights":
-            raise ValueError(f"{type(self).__name__} gives continuous weights: use kd_env/TeacherWeighting-v0")
+            raise UserError(f"{type(self).__name__} gives continuous weights: use kd_env/TeacherWeighting-v0")
 
     def rule(self, grid: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -125,7 +126,7 @@ class SingleTeacher(RuleAgent):
         super().__init__(env, config)
         names = list(env.unwrapped.teacher_names)
         if config.teacher is None:
-            raise ValueError(f"single_teacher needs teacher=<name or index>; teachers: {names}")
+            raise UserError(f"single_teacher needs teacher=<name or index>; teachers: {names}")
         self.teacher = config.teacher if isinstance(config.teacher, int) else names.index(config.teacher)
 
     def rule(self, grid):
@@ -185,7 +186,7 @@ class CorrectTeachers(PrivilegedRule):
     def __init__(self, env, config: RuleConfig) -> None:
         super().__init__(env, config)
         if config.fallback not in FALLBACKS:
-            raise ValueError(f"unknown fallback {config.fallback!r}; expected one of {FALLBACKS}")
+            raise UserError(f"unknown fallback {config.fallback!r}; expected one of {FALLBACKS}")
         train = env.unwrapped.data.splits["train"]
         self.correct = train.teacher_correct().numpy()
         self.raw_teacher_ce = train.raw_teacher_ce.numpy()
@@ -209,7 +210,7 @@ class Oracle(PrivilegedRule):
         super().__init__(env, config)
         mask = env.unwrapped.data.splits["train"].expert_mask
         if mask is None:
-            raise ValueError(f"oracle needs a task with a known answer (an expert mask, e.g. synthetic); {env.unwrapped.task!r} has none")
+            raise UserError(f"oracle needs a task with a known answer (an expert mask, e.g. synthetic); {env.unwrapped.task!r} has none")
         self.mask = mask.numpy().astype(bool)
 
     def rule(self, grid):

@@ -27,6 +27,7 @@ from agents.checkpoints import save_checkpoint
 from agents.stepping import StepwiseAgent, drive
 from agents.training import DEFAULT_CHECKPOINT_EVERY, TrainConfig, TrainResult, finish_run, sigterm_as_interrupt, start_run
 from kd_env.batched_env import BatchedTeacherSelectionEnv, sub_env_infos
+from kd_env.errors import UserError
 
 SHARED_ATTRIBUTES = frozenset(
     {"action_mode", "batch_size", "data", "episode_steps", "feature_names", "num_classes", "num_teachers",
@@ -145,9 +146,9 @@ def train_population(configs: list[TrainConfig], callbacks: list | None = None,
     or the error that stopped them (a population stops together)."""
     first = configs[0]
     if not learns_in_population(first.agent):
-        raise ValueError(f"agent {first.agent!r} does not learn step by step: run its seeds separately")
+        raise UserError(f"agent {first.agent!r} does not learn step by step: run its seeds separately")
     if any({**vars(c), "seed": 0} != {**vars(first), "seed": 0} for c in configs):
-        raise ValueError("a population's runs must share everything but the seed")
+        raise UserError("a population's runs must share everything but the seed")
     callbacks = callbacks or [None] * len(configs)
     try:  # a bad env or agent setting is every seed's error
         vector_env = gym.make_vec(first.env_id, num_envs=len(configs), vectorization_mode="vector_entry_point", **first.env_kwargs)
@@ -166,18 +167,18 @@ def train_population(configs: list[TrainConfig], callbacks: list | None = None,
             return None if callback is None else callback(info)
         return step
 
+    failure: BaseException | None = None
     try:
         with sigterm_as_interrupt():
             drive([run.agent for run in runs], first.total_steps, [on_step(run, cb) for run, cb in zip(runs, callbacks)], population)
     except Exception as error:  # noqa: BLE001 - every run's error; Ctrl-C and SIGTERM propagate after the checkpoints
-        failure: BaseException | None = error
-    else:
-        failure = None
+        failure = error
     finally:
         bar.close()
         wall_time_s = time.perf_counter() - start
         for run in runs:
-            save_checkpoint(run.run_dir, run.agent, run.env, wall_time_s)
+            if run.env.global_step > 0:  # as a single run: nothing to keep before the first step
+                save_checkpoint(run.run_dir, run.agent, run.env, wall_time_s)
     if failure is not None:
         return [failure] * len(runs)
     results: list[TrainResult | BaseException] = [finish_run(run.config, run.run_dir, run.env, wall_time_s) for run in runs]

@@ -29,7 +29,6 @@ import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
@@ -39,6 +38,7 @@ from agents.networks import PairScorer
 from agents.observation import ObservationView
 from agents.stepping import StepwiseAgent
 from agents.tensorboard import find_logger
+from kd_env.errors import UserError
 
 ADVANTAGES = ("episode", "step", "instance")
 
@@ -67,12 +67,12 @@ class ReinforceConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
         if self.advantage not in ADVANTAGES:
-            raise ValueError(f"unknown advantage {self.advantage!r}; expected one of {ADVANTAGES}")
+            raise UserError(f"unknown advantage {self.advantage!r}; expected one of {ADVANTAGES}")
         if not 0.0 <= self.baseline_decay < 1.0:
-            raise ValueError(f"baseline_decay must be in [0, 1), got {self.baseline_decay}")
+            raise UserError(f"baseline_decay must be in [0, 1), got {self.baseline_decay}")
         for name in ("update_every", "pretrain_student_steps", "pretrain_selector_steps"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass
@@ -113,9 +113,9 @@ class ReinforceAgent(StepwiseAgent):
     def __init__(self, env, config: ReinforceConfig) -> None:
         super().__init__(env, config)
         if env.unwrapped.action_mode != self.action_mode:
-            raise ValueError(f"{type(self).__name__} needs an env with action_mode={self.action_mode!r}")
+            raise UserError(f"{type(self).__name__} needs an env with action_mode={self.action_mode!r}")
         if self.vectorised and config.pretrain_selector_steps:
-            raise ValueError("pretrain_selector_steps (stage 2) restores a single student: use a single env, not a vector env")
+            raise UserError("pretrain_selector_steps (stage 2) restores a single student: use a single env, not a vector env")
         self.view = ObservationView(env)
         self.run_logger = find_logger(env)  # the run's TensorBoard writer, not a logging.Logger
         with torch.random.fork_rng(devices=[]):

@@ -32,6 +32,7 @@ from agents.instance_vec import InstanceVecEnv
 from agents.networks import PairScorer, shared_mlp
 from agents.observation import ObservationView
 from agents.tensorboard import find_logger
+from kd_env.errors import UserError
 
 MODEL_FILE = "model.zip"
 
@@ -46,7 +47,7 @@ def algorithm_class(name: str) -> type:
         from sb3_contrib import TRPO
 
         return TRPO
-    raise ValueError(f"unknown SB3 algorithm {name!r}; expected 'ppo', 'a2c' or 'trpo'")
+    raise UserError(f"unknown SB3 algorithm {name!r}; expected 'ppo', 'a2c' or 'trpo'")
 
 
 class SharedPairExtractor(nn.Module):
@@ -55,7 +56,7 @@ class SharedPairExtractor(nn.Module):
     def __init__(self, obs_shape: Sequence[int], hidden_sizes: Sequence[int]) -> None:
         super().__init__()
         if not hidden_sizes:
-            raise ValueError("the shared policy needs at least one hidden layer (its width sizes the value features)")
+            raise UserError("the shared policy needs at least one hidden layer (its width sizes the value features)")
         self.obs_shape = tuple(obs_shape)
         b, k, f = self.obs_shape
         self.actor = PairScorer(f, hidden_sizes)
@@ -86,7 +87,7 @@ class SharedPairPolicy(ActorCriticPolicy):
 
     def __init__(self, observation_space, action_space, lr_schedule, obs_shape=None, pair_hidden_sizes=(64,), **kwargs):
         if not isinstance(action_space, spaces.MultiBinary):
-            raise ValueError(f"SharedPairPolicy makes binary selections (TeacherSelection-v0), got {action_space}")
+            raise UserError(f"SharedPairPolicy makes binary selections (TeacherSelection-v0), got {action_space}")
         if obs_shape is None:
             pairs = int(np.prod(action_space.shape))
             obs_shape = (1, pairs, int(np.prod(observation_space.shape)) // pairs)
@@ -130,7 +131,7 @@ class SB3Config:
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
         algorithm_class(self.algo)
         if self.policy not in ("shared", "mlp"):
-            raise ValueError(f"unknown policy {self.policy!r}; expected 'shared' or 'mlp'")
+            raise UserError(f"unknown policy {self.policy!r}; expected 'shared' or 'mlp'")
 
 
 class _EnvStepLogger(Logger):
@@ -165,6 +166,7 @@ class _ForwardSteps(BaseCallback):
 @register("a2c_mlp", algo="a2c", policy="mlp")
 class SB3Agent(Agent):
     config_class = SB3Config
+    loads_pickle = True
     default_algo_kwargs: dict[str, dict] = {}
     """Per algorithm, constructor defaults under the config's ``algo_kwargs``; SB3's own when empty."""
 

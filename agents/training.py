@@ -18,16 +18,18 @@ import tempfile
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import gymnasium as gym
 from tqdm import tqdm
 
 import agents
-from agents.checkpoints import CheckpointError, latest_checkpoint, load_agent, load_student, read_progress, save_checkpoint
-from agents.tensorboard import RunLogger
+from agents.checkpoints import CheckpointError, has_checkpoint, latest_checkpoint, load_agent, load_student, read_progress, save_checkpoint
+from agents.tensorboard import RunLogger, drop_events_after
 from agents.wrappers import ContinuingStudent
+from kd_env import ENV_IDS
+from kd_env.arguments import require_int
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,12 @@ class TrainConfig:
     log_every: int = 1
     """Per-step TensorBoard scalars every this many env steps (episode ends are always logged)."""
     progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        agents.agent_class(self.agent)
+        require_int("total_steps", self.total_steps, 1)
+        require_int("seed", self.seed, 0)
+        require_int("log_every", self.log_every, 1)
 
 
 @dataclass(frozen=True)
@@ -101,7 +109,13 @@ def train(config: TrainConfig, callback: agents.base.StepCallback | None = None,
 
     ``checkpoint_every``: env steps between periodic checkpoints (None: only at the end and on a stop).
     """
+    check_checkpoint_every(checkpoint_every)
     return start_run(config).finish(callback, checkpoint_every)
+
+
+def check_checkpoint_every(checkpoint_every: int | None) -> None:
+    if checkpoint_every is not None:
+        require_int("checkpoint_every", checkpoint_every, 1)
 
 
 @dataclass
@@ -116,6 +130,7 @@ class StartedRun:
     def finish(self, callback: agents.base.StepCallback | None = None,
                checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY) -> TrainResult:
         """Learn the whole run, checkpoint it and evaluate the student (see ``train``)."""
+        check_checkpoint_every(checkpoint_every)
         return _run(self.config, self.run_dir, self.env, self.agent, 0, 0.0, callback, checkpoint_every)
 
 
@@ -125,38 +140,71 @@ def start_run(config: TrainConfig, base_env: gym.Env | None = None) -> StartedRu
     Split from learning so that a population (``agents.population``) builds its runs before they learn
     together.
     """
+    # The env checks its arguments (and prepares the task) before the run folder exists: a refused
+    # run leaves no folder behind.
+    base_env = gym.make(config.env_id, **config.env_kwargs) if base_env is None else base_env
     run_dir = new_run_dir(config)
     write_atomically(run_dir / CONFIG_FILE, json.dumps(asdict(config), indent=2))
     env = make_env(config, run_dir, base_env=base_env)
-    agent = agents.make(config.agent, env, **{**config.agent_kwargs, "seed": config.seed})
-    return StartedRun(config, run_dir, env, agent)
+    return StartedRun(config, run_dir, env, new_agent(config, env))
+
+
+def new_agent(config: TrainConfig, env: gym.Env) -> agents.Agent:
+    return agents.make(config.agent, env, **{**config.agent_kwargs, "seed": config.seed})
 
 
 def resume(run_dir: str | Path, total_steps: int | None = None, callback=None,
            checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY) -> TrainResult:
-    """Continue the run in ``run_dir`` from its newest checkpoint, up to ``total_steps`` (default: the run's)."""
+    """Continue the run in ``run_dir`` from its newest checkpoint, up to ``total_steps`` (default: the run's).
+
+    A run stopped before its first checkpoint starts again from step 0 in its folder.
+    """
     run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise CheckpointError(f"{run_dir} is not a run folder: it has no {CONFIG_FILE}")
-    config = TrainConfig(**json.loads((run_dir / CONFIG_FILE).read_text()))
-    progress = read_progress(latest_checkpoint(run_dir))
+    config = read_run_config(run_dir)
+    check_checkpoint_every(checkpoint_every)
     if total_steps is not None:
         config = TrainConfig(**{**asdict(config), "total_steps": total_steps})
         write_atomically(run_dir / CONFIG_FILE, json.dumps(asdict(config), indent=2))
+    if not has_checkpoint(run_dir):
+        log.warning("%s has no checkpoint (the run stopped before its first): starting it again from step 0", run_dir)
+        drop_events_after(run_dir, 0)
+        env = make_env(config, run_dir)
+        return _run(config, run_dir, env, new_agent(config, env), 0, 0.0, callback, checkpoint_every)
+    progress = read_progress(latest_checkpoint(run_dir))
     env = make_env(config, run_dir, start_step=progress["env_steps"])
     env.reset(seed=config.seed)
     load_student(run_dir, env)
-    agent = load_agent(run_dir, env)
+    agent = load_agent(run_dir, env, config.agent)
     log.info("resuming %s at env step %d", run_dir, progress["env_steps"])
     return _run(config, run_dir, env, agent, progress["env_steps"], progress["wall_time_s"], callback, checkpoint_every)
+
+
+def read_run_config(run_dir: Path) -> TrainConfig:
+    """The run's ``config.json``, checked like any input: its ``env_id`` must be one of ours, since
+    Gymnasium imports the module an id names (``module:Env-v0``)."""
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} is not a run folder: it has no {CONFIG_FILE}")
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is not readable JSON ({error})") from error
+    names = [f.name for f in fields(TrainConfig)]
+    if not isinstance(saved, dict) or set(saved) - set(names):
+        unknown = sorted(set(saved) - set(names)) if isinstance(saved, dict) else type(saved).__name__
+        raise CheckpointError(f"{path} is not a run config: unexpected {unknown}; its keys are {names}")
+    if saved.get("env_id", TrainConfig.env_id) not in ENV_IDS:
+        raise CheckpointError(f"{path}: env_id {saved['env_id']!r} is not one of {sorted(ENV_IDS)}")
+    try:
+        return TrainConfig(**saved)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path} is not a run config: {error}") from error
 
 
 def _run(config, run_dir: Path, env: RunLogger, agent, done_steps: int, wall_time_s: float, callback,
          checkpoint_every: int | None) -> TrainResult:
     """Learn the remaining steps with periodic checkpoints, checkpoint at the end (also on Ctrl-C or
     SIGTERM, then re-raise), evaluate the student."""
-    if checkpoint_every is not None and checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be >= 1 or None, got {checkpoint_every}")
     remaining = max(config.total_steps - done_steps, 0)
     bar = tqdm(total=config.total_steps, initial=done_steps, desc=config.agent, disable=not config.progress_bar)
     start = time.perf_counter()
@@ -167,13 +215,18 @@ def _run(config, run_dir: Path, env: RunLogger, agent, done_steps: int, wall_tim
             save_checkpoint(run_dir, agent, env, wall_time_s + time.perf_counter() - start)
         return None if callback is None else callback(info)
 
+    stopped = True
     try:
         with sigterm_as_interrupt():
             agent.learn(remaining, callback=on_step)
+        stopped = False
     finally:
         bar.close()
         wall_time_s += time.perf_counter() - start
-        save_checkpoint(run_dir, agent, env, wall_time_s)
+        # An error before the first step has nothing to keep, and checkpointing an env that was
+        # never reset would hide it behind its own error.
+        if not stopped or env.global_step > done_steps:
+            save_checkpoint(run_dir, agent, env, wall_time_s)
     return finish_run(config, run_dir, env, wall_time_s)
 
 

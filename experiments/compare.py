@@ -10,12 +10,15 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import traceback
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import gymnasium as gym
 import torch
+from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
 import kd_env  # noqa: F401 - registers the env ids
@@ -24,6 +27,7 @@ from agents.population import learns_in_population, train_population
 from agents.training import TrainConfig, TrainResult, make_env, train
 from experiments.results import EpisodeCurves, RunRecord, append_record, completed_keys, failed_record, finished_record, run_key
 from experiments.selection import selection_profile
+from kd_env.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -141,28 +145,47 @@ def run_grid(preset: Preset, results_path: str | Path, logdir: str | Path, worke
     separate runs up to float rounding (docs/benchmarks.md).
     """
     if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    pending = pending_runs(preset, completed_keys(results_path), logdir)
-    groups = population_groups(pending) if population_seeds else [[run] for run in pending]
-    progress = tqdm(total=len(pending), desc=f"{preset.name} runs", unit="run")
+        raise UserError(f"workers must be >= 1, got {workers}")
+    with only_writer(results_path):
+        pending = pending_runs(preset, completed_keys(results_path), logdir)
+        groups = population_groups(pending) if population_seeds else [[run] for run in pending]
+        progress = tqdm(total=len(pending), desc=f"{preset.name} runs", unit="run")
 
-    def record(results: list[RunRecord]) -> None:
-        for result in results:
-            append_record(results_path, result)
-            progress.set_postfix_str(f"last: {result.task} / {result.entry} / seed {result.seed}: {result.status}")
-            progress.update()
+        def record(results: list[RunRecord]) -> None:
+            for result in results:
+                append_record(results_path, result)
+                progress.set_postfix_str(f"last: {result.task} / {result.entry} / seed {result.seed}: {result.status}")
+                progress.update()
 
-    if workers == 1:
-        for group in groups:
-            record(execute_group(group))
-    else:
-        threads = max(1, torch.get_num_threads() // workers)
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
-            for future in as_completed([pool.submit(execute_group, group) for group in groups]):
-                record(future.result())
-    progress.close()
-    return len(pending)
+        if workers == 1:
+            for group in groups:
+                record(execute_group(group))
+        else:
+            threads = max(1, torch.get_num_threads() // workers)
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
+                for future in as_completed([pool.submit(execute_group, group) for group in groups]):
+                    record(future.result())
+        progress.close()
+        return len(pending)
+
+
+@contextmanager
+def only_writer(results_path: str | Path) -> Iterator[None]:
+    """Held while a grid runs: a second grid writing the same results file is refused at once,
+    instead of reading the same pending runs and running each of them twice."""
+    results_path = Path(results_path)
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(results_path.parent / f".{results_path.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise UserError(f"{results_path} is in use: another grid is writing into it; wait for it to end or "
+                        f"choose another output folder") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def population_groups(pending: list[PendingRun]) -> list[list[PendingRun]]:
@@ -231,4 +254,4 @@ def profile(config: TrainConfig, run_dir: Path) -> dict:
     env = make_env(config)
     env.reset(seed=config.seed)
     load_student(run_dir, env)
-    return selection_profile(load_agent(run_dir, env), env)
+    return selection_profile(load_agent(run_dir, env, config.agent), env)

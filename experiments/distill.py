@@ -22,6 +22,8 @@ from experiments.compare import SELECT_ENV, pending_runs, profile
 from experiments.grids import GridSpec
 from experiments.model_card import model_card
 from experiments.report import REFERENCE_AGENT as REFERENCE
+from experiments.report_files import check_output_folder
+from kd_env.errors import UserError
 from kd_env.export import save_student
 from kd_env.students import TransformerStudentConfig
 from kd_env.teachers import resolve_teacher_specs
@@ -50,15 +52,13 @@ class DistillSpec:
 
 def check_out(out: str | Path, overwrite: bool) -> Path:
     """Refuse a non-empty OUT unless ``overwrite`` (and never the working folder, home or one of their parents)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"output {out} exists and is not a folder")
+    out = check_output_folder(Path(out))
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
             raise FileExistsError(f"output folder {out} exists and is not empty; pass --overwrite to replace it")
         resolved = out.resolve()
         if resolved in (Path.cwd().resolve(), *Path.cwd().resolve().parents, Path.home().resolve()):
-            raise ValueError(f"refusing to overwrite {out}: it is the working folder, home, or a parent of them")
+            raise UserError(f"refusing to overwrite {out}: it is the working folder, home, or a parent of them")
     return out
 
 
@@ -75,9 +75,7 @@ def distill(spec: DistillSpec) -> dict:
                     teachers=tuple(spec.teachers), epochs=spec.epochs, env_kwargs=spec.env_kwargs, task_options=spec.task_options, name="distill")
     preset = grid.to_preset()
     facts = task_facts(preset.common_env_kwargs, spec.task)  # prepares the teachers: bad ones fail here
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    empty_folder(out)
     pending = pending_runs(preset, set(), out / "runs")
     runs = {run.entry.label: run_recipe(run.config, run.entry.profile_selection) for run in pending}
     main = runs[spec.agent]
@@ -90,6 +88,16 @@ def distill(spec: DistillSpec) -> dict:
     (out / "README.md").write_text(model_card(summary))
     log.info("distilled student in %s (test accuracy %.4f)", out, main["test_accuracy"])
     return summary
+
+
+def empty_folder(out: Path) -> None:
+    """Make ``out`` an empty folder; a link to a folder stays a link, to the emptied folder."""
+    out.mkdir(parents=True, exist_ok=True)
+    for child in out.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 def task_facts(env_kwargs: dict, task: str) -> dict:

@@ -16,6 +16,7 @@ from pathlib import Path
 import agents
 from experiments.compare import SELECT_ENV, GridEntry, Preset
 from experiments.presets import LEARNING_ENV, PRESETS
+from kd_env.errors import UserError
 
 _RANGE = re.compile(r"(\d+)(?:-(\d+))?")
 
@@ -23,7 +24,7 @@ _RANGE = re.compile(r"(\d+)(?:-(\d+))?")
 def parse_seeds(text: str | int | list) -> tuple[int, ...]:
     """``"0-4"``, ``"0,2,5"``, ``"0-2,7"``, an int or a list of ints -> sorted unique seeds."""
     if isinstance(text, bool):
-        raise ValueError(f"malformed seeds {text!r}")
+        raise UserError(f"malformed seeds {text!r}")
     if isinstance(text, int):
         return (text,)
     if isinstance(text, list):
@@ -32,10 +33,10 @@ def parse_seeds(text: str | int | list) -> tuple[int, ...]:
     for part in str(text).replace(" ", "").split(","):
         match = _RANGE.fullmatch(part)
         if not match:
-            raise ValueError(f"malformed seeds {text!r}: expected numbers and ranges such as 0-4 or 0,2,5")
+            raise UserError(f"malformed seeds {text!r}: expected numbers and ranges such as 0-4 or 0,2,5")
         first, last = int(match.group(1)), int(match.group(2) or match.group(1))
         if last < first:
-            raise ValueError(f"malformed seeds {text!r}: the range {part} runs backwards")
+            raise UserError(f"malformed seeds {text!r}: the range {part} runs backwards")
         seeds.update(range(first, last + 1))
     return tuple(sorted(seeds))
 
@@ -56,7 +57,7 @@ def grid_entry(name: str) -> GridEntry:
         return entries[name]
     if name in agents.agent_names():
         return GridEntry(label=name, agent=name, env_id=SELECT_ENV)
-    raise ValueError(f"unknown agent {name!r}; agents: {agents.agent_names()}; recipes: {sorted(set(entries) - set(agents.agent_names()))}")
+    raise UserError(f"unknown agent {name!r}; agents: {agents.agent_names()}; recipes: {sorted(set(entries) - set(agents.agent_names()))}")
 
 
 def split_names(value: str | list) -> tuple[str, ...]:
@@ -87,11 +88,11 @@ class GridSpec:
 
     def __post_init__(self) -> None:
         if not self.tasks:
-            raise ValueError("a grid needs at least one task")
+            raise UserError("a grid needs at least one task")
         if not self.agents or not self.seeds:
-            raise ValueError("a grid needs at least one agent and one seed")
+            raise UserError("a grid needs at least one agent and one seed")
         if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+            raise UserError(f"epochs must be >= 1, got {self.epochs}")
         for agent in self.agents:
             grid_entry(agent)
 
@@ -105,7 +106,7 @@ class GridSpec:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown grid keys {unknown}; available: {sorted(known | {'task'})}")
+            raise UserError(f"unknown grid keys {unknown}; available: {sorted(known | {'task'})}")
         for key in ("tasks", "agents"):
             if key in values:
                 values[key] = split_names(values[key])
@@ -129,7 +130,7 @@ class GridSpec:
         else:
             values = json.loads(text)
         if not isinstance(values, dict):
-            raise ValueError(f"grid file {path}: expected a mapping of grid keys, got {type(values).__name__}")
+            raise UserError(f"grid file {path}: expected a mapping of grid keys, got {type(values).__name__}")
         overrides = dict(overrides or {})
         if "tasks" in overrides or "task" in overrides:
             values = {k: v for k, v in values.items() if k not in ("task", "tasks")}

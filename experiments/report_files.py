@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from experiments.aggregate import aggregate, aggregate_table, plot_aggregate
@@ -17,6 +18,7 @@ from experiments.report import (
     write_csv,
 )
 from experiments.results import read_records
+from kd_env.errors import UserError
 
 
 def write_report(results: str | Path, out: str | Path) -> str:
@@ -41,3 +43,18 @@ def write_report(results: str | Path, out: str | Path) -> str:
     plot_curves(records, out / "curves.png")
     plot_selection(records, out / "selection.png")
     return headroom + "\n" + table + ("\n" + singles if singles else "") + "\n" + aggregated
+
+
+def check_output_folder(out: Path) -> Path:
+    """``out``, if it is or can become a folder: a file on its path, or a broken link, is refused in one
+    line before any work (a link to a folder is that folder)."""
+    if out.is_symlink() and not out.exists():
+        raise UserError(f"output {out} is a link to {os.readlink(out)}, which does not exist")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"output {out} exists and is not a folder")
+    existing = next(parent for parent in (out, *out.parents) if parent.exists())
+    if not existing.is_dir():
+        raise UserError(f"cannot create {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK):
+        raise PermissionError(f"cannot write into {existing}, where the output {out} goes")
+    return out

@@ -119,17 +119,18 @@ def _ends_with_newline(path: Path) -> bool:
 
 
 def read_records(path: str | Path) -> list[RunRecord]:
-    """All records of a results file; a line cut short by an interruption is skipped with a warning."""
+    """All records of a results file; a line that is not a record (cut short by an interruption, a
+    byte that is not UTF-8) is skipped with a warning, and only that line is lost."""
     path = Path(path)
     if not path.exists():
         return []
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(path.read_bytes().split(b"\n"), start=1):
         if not line.strip():
             continue
         try:
-            records.append(record_from_json(json.loads(line)))
-        except (json.JSONDecodeError, TypeError) as error:
+            records.append(record_from_json(json.loads(line.decode("utf-8"))))
+        except (ValueError, TypeError) as error:  # bad JSON or UTF-8 (both ValueErrors), or not a record's fields
             logger.warning("skipping unreadable line %d of %s: %s", number, path, error)
     return records
 

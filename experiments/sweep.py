@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from experiments.results import EpisodeCurves, RunRecord, append_record, completed_keys, failed_record, finished_record, record_from_json, run_key
+from kd_env.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +48,13 @@ class SweepSpec:
 
     def __post_init__(self) -> None:
         if not self.agents or not self.seeds:
-            raise ValueError("a sweep needs at least one agent and one seed")
+            raise UserError("a sweep needs at least one agent and one seed")
         if self.total_steps < 1:
-            raise ValueError(f"total_steps must be >= 1, got {self.total_steps}")
+            raise UserError(f"total_steps must be >= 1, got {self.total_steps}")
         for name, grid in (("env_grid", self.env_grid), ("agent_grid", self.agent_grid)):
             empty = [key for key, values in grid.items() if not isinstance(values, list) or not values]
             if empty:
-                raise ValueError(f"{name}: {empty} must map to non-empty lists of values")
+                raise UserError(f"{name}: {empty} must map to non-empty lists of values")
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,7 @@ def run_sweep(
 
     unknown = sorted(set(spec.agents) - set(agent_names()))
     if unknown:
-        raise ValueError(f"unknown agents {unknown}; available: {agent_names()}")
+        raise UserError(f"unknown agents {unknown}; available: {agent_names()}")
     results_path = Path(results_path).resolve()
     done = completed_keys(results_path)
     planned = plan_trials(spec)

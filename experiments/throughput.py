@@ -11,12 +11,13 @@ import time
 import gymnasium as gym
 
 import kd_env  # noqa: F401 - registers the env ids
+from kd_env.errors import UserError
 
 
 def env_throughput(env_id: str, env_kwargs: dict, steps: int, seed: int = 0) -> dict:
     """``{"steps", "seconds", "steps_per_second", "instances_per_second"}`` over ``steps`` env steps."""
     if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+        raise UserError(f"steps must be >= 1, got {steps}")
     env = gym.make(env_id, **env_kwargs)
     env.action_space.seed(seed)
     env.reset(seed=seed)

@@ -45,18 +45,22 @@ def env_arguments(env_kwargs: Pairs, task: str | None = None, teacher: list[str]
     return {**merged, **{key: value for key, value in shortcuts.items() if value is not None}}
 
 
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError)
+USER_ERRORS = (FileNotFoundError, FileExistsError, PermissionError)
+"""Besides ``kd_env.errors.UserError``: what a missing, occupied or locked path raises."""
 
 
 def user_errors(command):
-    """Bad input ends the command with one line on stderr and exit code 2 (``-v`` shows the traceback)."""
+    """Bad input ends the command with one line on stderr and exit code 2 (``-v`` shows the traceback);
+    any other exception is a bug and shows its traceback."""
 
     @functools.wraps(command)
     def run(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except USER_ERRORS as error:
-            if log.isEnabledFor(logging.DEBUG):
+        except Exception as error:
+            from kd_env.errors import UserError  # here: importing kd_env loads torch, and --help stays fast
+
+            if not isinstance(error, (UserError, *USER_ERRORS)) or log.isEnabledFor(logging.DEBUG):
                 raise
             typer.echo(f"error: {error}", err=True)
             raise typer.Exit(2) from error
@@ -109,11 +113,11 @@ def train(
     """Train one agent (its student is trained as a side effect); Ctrl-C and SIGTERM checkpoint, --resume continues."""
     import signal
 
-    import agents
     from agents.checkpoints import CheckpointError
     from agents.training import Terminated, TrainConfig
     from agents.training import resume as resume_run
     from agents.training import train as train_run
+    from kd_env.errors import UserError
 
     every = checkpoint_every or None
     try:
@@ -121,9 +125,7 @@ def train(
             result = resume_run(resume, total_steps=total_steps, checkpoint_every=every)
         else:
             if agent is None or total_steps is None:
-                raise ValueError("--agent and --total-steps are needed unless --resume is given")
-            if agent not in agents.agent_names():
-                raise ValueError(f"unknown agent {agent!r}; available: {agents.agent_names()}")
+                raise UserError("--agent and --total-steps are needed unless --resume is given")
             config = TrainConfig(agent=agent, total_steps=total_steps, seed=seed, env_id=env_id, logdir=str(logdir),
                                  env_kwargs=env_arguments(env_kwargs, task, teacher, student, student_options, task_options),
                                  agent_kwargs=parse_pairs(agent_kwargs, "--agent-kwargs"))
@@ -166,7 +168,8 @@ def compare(
     from experiments.compare import run_grid
     from experiments.grids import GridSpec
     from experiments.presets import PRESETS
-    from experiments.report_files import write_report
+    from experiments.report_files import check_output_folder, write_report
+    from kd_env.errors import UserError
 
     flags = {key: value for key, value in {
         "tasks": task, "agents": agents_, "seeds": seeds, "student": student, "teachers": parse_teachers(teacher), "epochs": epochs,
@@ -174,16 +177,16 @@ def compare(
         "task_options": parse_pairs(task_options, "--task-options") or None, "single_teachers": single_teachers,
     }.items() if value is not None}
     if preset is not None and (flags or grid is not None):
-        raise ValueError("--preset fixes the whole grid; give either --preset or an ad-hoc grid (--grid FILE and/or --task, --agents, ...)")
+        raise UserError("--preset fixes the whole grid; give either --preset or an ad-hoc grid (--grid FILE and/or --task, --agents, ...)")
     if preset is not None or not (flags or grid is not None):
         preset = preset or "demo"
         if preset not in PRESETS:
-            raise ValueError(f"unknown preset {preset!r}; available: {sorted(PRESETS)}")
+            raise UserError(f"unknown preset {preset!r}; available: {sorted(PRESETS)}")
         chosen = PRESETS[preset]
     else:
         spec = GridSpec.from_file(grid, flags) if grid is not None else GridSpec.from_mapping(flags)
         chosen = spec.to_preset()
-    out = out or Path("results") / chosen.name
+    out = check_output_folder(out or Path("results") / chosen.name)
     results = out / "results.jsonl"
     if report_only and not (results.is_file() and results.stat().st_size):
         raise FileNotFoundError(f"no results in {results} to report; run without --report-only first")

@@ -10,46 +10,54 @@ from __future__ import annotations
 import math
 from numbers import Integral, Real
 
-from kd_env.distill import EMPTY_SELECTION_FALLBACKS
+from kd_env.errors import UserError
 
 ACTION_MODES = ("select", "weights")
 INFO_LEVELS = ("basic", "full")
+EMPTY_SELECTION_FALLBACKS = ("hard_label", "all_teachers")
 
 
 def require_int(name: str, value, minimum: int) -> int:
     """``value`` as an int >= ``minimum``; bools and floats (even 3.0) are refused, JSON keeps ints apart."""
     if isinstance(value, bool) or not isinstance(value, Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+        raise UserError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+        raise UserError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
 
 
 def require_finite(name: str, value, minimum: float | None = None, strict: bool = False) -> float:
     """``value`` as a finite float, > ``minimum`` when ``strict`` else >= it (no bound when None)."""
     if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
+        raise UserError(f"{name} must be a finite number, got {value!r}")
     if minimum is not None and (value <= minimum if strict else value < minimum):
-        raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value}")
+        raise UserError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value}")
     return float(value)
 
 
+def require_bool(name: str, value) -> bool:
+    """JSON's true/false only: the text "false" from a command line is not a bool."""
+    if not isinstance(value, bool):
+        raise UserError(f"{name} must be true or false, got {value!r} ({type(value).__name__})")
+    return value
+
+
 def require_choice(name: str, value, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {list(choices)}")
+    if not isinstance(value, str) or value not in choices:
+        raise UserError(f"unknown {name} {value!r}; expected one of {list(choices)}")
     return value
 
 
 def require_classes(task: str, class_names) -> None:
     """One class gives teachers nothing to learn and rewards of 0 / 0 (they are scaled by 1 / log C)."""
     if len(class_names) < 2:
-        raise ValueError(f"task {task!r} has {len(class_names)} class(es) {list(class_names)}; a classification task needs at least 2")
+        raise UserError(f"task {task!r} has {len(class_names)} class(es) {list(class_names)}; a classification task needs at least 2")
 
 
 def require_train_size(num_train: int, batch_size: int) -> None:
     """A batch is drawn from the training split: it must hold at least one batch."""
     if batch_size > num_train:
-        raise ValueError(f"batch_size {batch_size} is larger than the training split ({num_train} instances)")
+        raise UserError(f"batch_size {batch_size} is larger than the training split ({num_train} instances)")
 
 
 def validate_env_arguments(
@@ -66,7 +74,7 @@ def validate_env_arguments(
     semantic_dim,
     info_level,
 ) -> None:
-    """Raise ``ValueError`` on the first argument of ``TeacherSelectionEnv`` that no task could accept."""
+    """Raise ``UserError`` on the first argument of ``TeacherSelectionEnv`` that no task could accept."""
     require_choice("action_mode", action_mode, ACTION_MODES)
     require_choice("empty_selection", empty_selection, EMPTY_SELECTION_FALLBACKS)
     require_int("batch_size", batch_size, 1)

@@ -92,8 +92,13 @@ def file_manifest(folder: Path) -> dict[str, dict]:
 
 
 def check_files(folder: Path, files: dict[str, dict], checksummed: Callable[[str], bool]) -> str | None:
-    """None if every listed file is present with its size (and checksum, where ``checksummed(name)``)."""
+    """None if every listed file is present with its size (and checksum, where ``checksummed(name)``);
+    else what is wrong, a damaged listing included (a manifest is read from disk like any input)."""
+    if not isinstance(files, dict):
+        return "unreadable manifest: its file list is not an object"
     for name, expected in files.items():
+        if not (isinstance(expected, dict) and isinstance(expected.get("size"), int) and isinstance(expected.get("sha256"), str)):
+            return f"unreadable manifest: the size or checksum of {name} is missing"
         file = folder / name
         if not file.is_file():
             return f"{name} is missing"
@@ -211,19 +216,19 @@ class ArrayStore:
 
     @staticmethod
     def _verify(path: Path, required: tuple[str, ...] = ()) -> str | None:
-        """None if the manifest's files are present with their sizes and checksums, its metadata
-        matches its checksum (entries written before metadata was checksummed have none), and every
-        ``required`` array is there."""
+        """None if the manifest is whole (a part missing or of the wrong type means a rebuild), its
+        files are present with their sizes and checksums, its metadata matches its checksum (entries
+        written before metadata was checksummed have none), and every ``required`` array is there."""
         try:
             manifest = json.loads((path / MANIFEST).read_text())
-            files = manifest["files"]
+            files, meta = manifest["files"], manifest["meta"]
             for name in manifest["arrays"]:
                 if f"{name}.npy" not in files:
                     return f"array {name} is not in the manifest"
-            if "meta_sha256" in manifest and meta_checksum(manifest["meta"]) != manifest["meta_sha256"]:
+            if "meta_sha256" in manifest and meta_checksum(meta) != manifest["meta_sha256"]:
                 return "its metadata does not match its checksum"
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            return f"unreadable manifest: {error}"
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            return f"unreadable manifest: {type(error).__name__}: {error}"
         missing = sorted(set(required) - set(manifest["arrays"]))
         if missing:
             return f"arrays {missing} are missing"

@@ -17,6 +17,7 @@ import inspect
 from dataclasses import dataclass
 from functools import cache
 
+from kd_env.errors import UserError
 from kd_env.options import check_option_names, field_names
 
 
@@ -98,7 +99,7 @@ PROFILES: dict[str, EnvConfig] = {
 
 def profile(name: str) -> EnvConfig:
     if name not in PROFILES:
-        raise ValueError(f"unknown settings profile {name!r}; available: {sorted(PROFILES)}")
+        raise UserError(f"unknown settings profile {name!r}; available: {sorted(PROFILES)}")
     return PROFILES[name]
 
 

@@ -25,7 +25,6 @@ and rewards computed from the batch's labels are 0 there (``dev_gain`` reads the
 from __future__ import annotations
 
 import copy
-import math
 import os
 from typing import Any
 
@@ -38,6 +37,7 @@ from kd_env.config import EnvConfig
 from kd_env.devices import resolve_device
 from kd_env.distill import KDConfig, kd_loss_and_logit_gradient, kd_loss_from_soft_targets, soft_targets, weights_from_action
 from kd_env.episode import EpisodeBatches, episode_order
+from kd_env.errors import UserError
 from kd_env.features import FeatureLayout, FeatureTable, SemanticProjection, feature_groups, validate_groups
 from kd_env.student_stacks import LoopStack, build_stack
 from kd_env.students import build_student, default_learning_rate, validate_student_options
@@ -169,7 +169,7 @@ class DistillationCore:
         if self.step_count >= self.episode_steps:
             raise RuntimeError(f"the episode ended after {self.episode_steps} steps; call reset()")
         weights = self._weights(actions)
-        n, b, step = self.num_envs, self.batch_size, self.step_count
+        b, step = self.batch_size, self.step_count
         if self._pending_logits is None:  # dropped by pickling or by load_student_state
             self._forward_pending()
         labels, labelled = self._episode.labels[step].flatten(), self._episode.labelled[step].flatten()
@@ -210,7 +210,7 @@ class DistillationCore:
     def evaluate(self, split: str = "dev") -> dict[str, torch.Tensor]:
         """Every student's accuracy, macro-F1 and CE on a split (``train``, ``dev`` or ``test``): (N,) tensors."""
         if split not in self.data.splits:
-            raise ValueError(f"unknown split {split!r}; available: {sorted(self.data.splits)}")
+            raise UserError(f"unknown split {split!r}; available: {sorted(self.data.splits)}")
         if self.students is None:
             raise RuntimeError("call reset() before evaluate(): there are no students yet")
         inputs = self._split_inputs(split)
@@ -299,7 +299,7 @@ class DistillationCore:
         per_env = episode_bytes + student_bytes + observation_bytes
         limit = MEMORY_SHARE * available_memory()
         if self.num_envs * per_env > limit:
-            raise ValueError(
+            raise UserError(
                 f"num_envs={self.num_envs} needs about {self.num_envs * per_env / 2**30:.1f} GiB "
                 f"({per_env / 2**20:.1f} MiB per env), more than {limit / 2**30:.1f} GiB "
                 f"({MEMORY_SHARE:.0%} of the memory available); use at most {max(1, int(limit // per_env))} envs"

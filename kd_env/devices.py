@@ -7,6 +7,8 @@ import os
 
 import torch
 
+from kd_env.errors import UserError
+
 
 def resolve_device(device: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; anything else as torch names it."""
@@ -42,7 +44,7 @@ def intra_op_threads(workers: int = 1, threads: int | None = None) -> int:
     other: a fine-tune measured 1.8 it/s instead of 68 (docs/benchmarks.md)."""
     if threads is not None:
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+            raise UserError(f"threads must be an integer >= 1, got {threads!r}")
         return threads
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     busy = min(int(os.getloadavg()[0]), cores - 1)

@@ -30,6 +30,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from kd_env.arguments import EMPTY_SELECTION_FALLBACKS, require_bool, require_choice, require_finite
+from kd_env.errors import UserError
+
 AggregationFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """(student log-probs at tau (B, C), teacher probs at tau (B, K, C), weights (B, K)) -> KD term (B,)."""
 
@@ -44,7 +47,6 @@ class Aggregation:
 
 
 _AGGREGATIONS: dict[str, Aggregation] = {}
-EMPTY_SELECTION_FALLBACKS = ("hard_label", "all_teachers")
 MIN_ROW_TOTAL = 1e-12
 """A row of weights summing to less than this is an empty selection: normalising it would only scale
 float noise up to a full teacher, and the loss and ``selection_rate`` would count a teacher that is not there."""
@@ -85,12 +87,12 @@ class KDConfig:
     any other name given to ``register_aggregation``."""
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
-        if not self.temperature > 0.0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.aggregation not in _AGGREGATIONS:
-            raise ValueError(f"unknown aggregation {self.aggregation!r}; expected one of {aggregation_names()}")
+        # Types first: a command line's alpha=nan or temperature=abc arrives as text.
+        if not 0.0 <= require_finite("alpha", self.alpha) <= 1.0:
+            raise UserError(f"alpha must be in [0, 1], got {self.alpha}")
+        require_finite("temperature", self.temperature, 0.0, strict=True)
+        require_bool("tau_squared", self.tau_squared)
+        require_choice("aggregation", self.aggregation, tuple(aggregation_names()))
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ def normalise_weights(scores, empty: str = "hard_label") -> torch.Tensor:
     only) or become uniform (``all_teachers``).
     """
     if empty not in EMPTY_SELECTION_FALLBACKS:
-        raise ValueError(f"unknown empty-selection fallback {empty!r}; expected one of {EMPTY_SELECTION_FALLBACKS}")
+        raise UserError(f"unknown empty-selection fallback {empty!r}; expected one of {EMPTY_SELECTION_FALLBACKS}")
     scores = torch.as_tensor(np.asarray(scores) if not torch.is_tensor(scores) else scores, dtype=torch.float32)
     totals = scores.sum(dim=-1, keepdim=True)
     empty_rows = totals < MIN_ROW_TOTAL

@@ -35,6 +35,9 @@ import numpy as np
 import torch
 
 
+from kd_env.errors import UserError
+
+
 def squash(values: torch.Tensor) -> torch.Tensor:
     """Map [0, inf) to [0, 1) monotonically."""
     values = values.clamp_min(0.0)
@@ -185,9 +188,9 @@ def validate_groups(groups: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """Return the groups in canonical order, or raise on unknown or missing names."""
     unknown = sorted(set(groups) - set(FEATURE_GROUPS))
     if unknown:
-        raise ValueError(f"unknown feature groups {unknown}; available: {list(FEATURE_GROUPS)}")
+        raise UserError(f"unknown feature groups {unknown}; available: {list(FEATURE_GROUPS)}")
     if not groups:
-        raise ValueError(f"at least one feature group is needed; available: {list(FEATURE_GROUPS)}")
+        raise UserError(f"at least one feature group is needed; available: {list(FEATURE_GROUPS)}")
     return tuple(g for g in FEATURE_GROUPS if g in groups)
 
 

@@ -9,17 +9,21 @@ from collections.abc import Iterable
 from dataclasses import fields
 from typing import TypeVar
 
+from kd_env.errors import UserError
+
 Config = TypeVar("Config")
 
 
 def check_option_names(options: dict | None, known: Iterable[str], what: str, note: str = "") -> dict:
     """A copy of ``options``, raising on names not in ``known`` (``what`` names the options in the error,
     ``note`` is added to it)."""
+    if options is not None and not isinstance(options, dict):
+        raise UserError(f"{what} options must be a JSON object of names and values, got {options!r}")
     options = dict(options or {})
     known = set(known)
     unknown = sorted(set(options) - known)
     if unknown:
-        raise ValueError(f"unknown {what} options {unknown}; available: {sorted(known)}" + (f" {note}" if note else ""))
+        raise UserError(f"unknown {what} options {unknown}; available: {sorted(known)}" + (f" {note}" if note else ""))
     return options
 
 

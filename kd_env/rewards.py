@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import torch
 
+from kd_env.errors import UserError
+
 GAIN_SCALE = 10.0
 LOSSES = ("ce_after", "loss_after", "probe_ce")
 """What a reward can ask the env for, beyond ``ce_before`` (always there): the batch's per-instance CE
@@ -104,8 +106,8 @@ def reward_names() -> list[str]:
 
 
 def get_reward(name: str) -> Reward:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown reward {name!r}; available: {reward_names()}")
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise UserError(f"unknown reward {name!r}; available: {reward_names()}")
     return _REGISTRY[name]
 
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from kd_env.arguments import require_int
+from kd_env.errors import UserError
 from kd_env.tasks.data import DistillationData
 from kd_env.devices import autocast
 from kd_env.options import config_from_options
@@ -61,7 +62,7 @@ def _build_head(data: DistillationData, **options) -> nn.Module:
     config = HeadStudentConfig.from_options(options)
     train_inputs = data.splits["train"].student_inputs
     if "features" not in train_inputs:
-        raise ValueError(f"the head student needs 'features' inputs; task {data.task!r} provides {sorted(train_inputs)}")
+        raise UserError(f"the head student needs 'features' inputs; task {data.task!r} provides {sorted(train_inputs)}")
     return HeadStudent(train_inputs["features"], data.num_classes, config.hidden)
 
 
@@ -98,13 +99,13 @@ class TransformerStudentConfig:
     def from_options(cls, options: dict | None) -> "TransformerStudentConfig":
         config = config_from_options(cls, options, "transformer student")
         if config.config is not None and config.tokenizer is None:
-            raise ValueError("a transformer student built from a config needs a 'tokenizer' (name or directory)")
+            raise UserError("a transformer student built from a config needs a 'tokenizer' (name or directory)")
         require_int("num_layers", config.num_layers, 1)
         require_int("max_length", config.max_length, 1)
         if not 0.0 <= config.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
+            raise UserError(f"dropout must be in [0, 1), got {config.dropout}")
         if config.classifier not in ("mean_pool", "auto"):
-            raise ValueError(f"classifier must be 'mean_pool' or 'auto', got {config.classifier!r}")
+            raise UserError(f"classifier must be 'mean_pool' or 'auto', got {config.classifier!r}")
         return config
 
     @property
@@ -137,7 +138,7 @@ def _build_transformer(data: DistillationData, **options) -> nn.Module:
     config = TransformerStudentConfig.from_options(options)
     train_inputs = data.splits["train"].student_inputs
     if "input_ids" not in train_inputs:
-        raise ValueError(f"the transformer student needs token inputs; task {data.task!r} provides {sorted(train_inputs)}")
+        raise UserError(f"the transformer student needs token inputs; task {data.task!r} provides {sorted(train_inputs)}")
     dropouts = {"hidden_dropout_prob": config.dropout, "attention_probs_dropout_prob": config.dropout}
     if config.classifier == "auto":
         from kd_env.export import build_auto_classifier
@@ -149,7 +150,7 @@ def _build_transformer(data: DistillationData, **options) -> nn.Module:
         settings = dict(config.config)
         model_type = settings.pop("model_type", None)
         if model_type is None:
-            raise ValueError("the transformer student's 'config' needs a 'model_type' (e.g. 'bert')")
+            raise UserError("the transformer student's 'config' needs a 'model_type' (e.g. 'bert')")
         encoder = AutoModel.from_config(AutoConfig.for_model(model_type, **{**settings, **dropouts}))
     else:
         encoder = load_encoder(config.encoder, config.num_layers, **dropouts)
@@ -174,7 +175,7 @@ class BagStudentConfig:
         config = config_from_options(cls, options, "bow student")
         for name in ("embedding_dim", "hidden", "max_length"):
             if getattr(config, name) < 1:
-                raise ValueError(f"bow student: {name} must be >= 1, got {getattr(config, name)}")
+                raise UserError(f"bow student: {name} must be >= 1, got {getattr(config, name)}")
         return config
 
     @property
@@ -219,7 +220,7 @@ def _build_bow(data: DistillationData, **options) -> nn.Module:
     read from disk once per process, not once per episode."""
     config = BagStudentConfig.from_options(options)
     if "input_ids" not in data.splits["train"].student_inputs:
-        raise ValueError(f"the bow student needs token inputs; task {data.task!r} provides {sorted(data.splits['train'].student_inputs)}")
+        raise UserError(f"the bow student needs token inputs; task {data.task!r} provides {sorted(data.splits['train'].student_inputs)}")
     if config.pretrained_embeddings is not None:
         # A copy: the student trains its embeddings, the cached ones stay as loaded.
         embedding = nn.Embedding.from_pretrained(_input_embeddings(config.pretrained_embeddings).clone(), freeze=False)
@@ -235,8 +236,8 @@ TOKENIZED_STUDENT_CONFIGS = {"transformer": TransformerStudentConfig, "bow": Bag
 def student_text_inputs(name: str, options: dict | None) -> tuple[str, int] | None:
     """What a text task must give a student: None = frozen sentence vectors (``features``), else the
     (tokenizer, max_length) to tokenise every split with."""
-    if name not in STUDENT_BUILDERS:
-        raise ValueError(f"unknown student {name!r}; available: {sorted(STUDENT_BUILDERS)}")
+    if not isinstance(name, str) or name not in STUDENT_BUILDERS:
+        raise UserError(f"unknown student {name!r}; available: {sorted(STUDENT_BUILDERS)}")
     if name not in TOKENIZED_STUDENT_CONFIGS:
         return None
     config = TOKENIZED_STUDENT_CONFIGS[name].from_options(options)
@@ -250,14 +251,14 @@ DEFAULT_LEARNING_RATES = {"head": 3e-3, "transformer": 5e-5, "bow": 3e-3}
 def default_learning_rate(name: str) -> float:
     """The AdamW learning rate a student uses unless told otherwise (heads and transformers differ 100x)."""
     if name not in DEFAULT_LEARNING_RATES:
-        raise ValueError(f"unknown student {name!r}; available: {sorted(STUDENT_BUILDERS)}")
+        raise UserError(f"unknown student {name!r}; available: {sorted(STUDENT_BUILDERS)}")
     return DEFAULT_LEARNING_RATES[name]
 
 
 def build_student(name: str, data: DistillationData, seed: int, options: dict | None = None) -> nn.Module:
     """Build a freshly initialised student, seeded without touching torch's global RNG state."""
-    if name not in STUDENT_BUILDERS:
-        raise ValueError(f"unknown student {name!r}; available: {sorted(STUDENT_BUILDERS)}")
+    if not isinstance(name, str) or name not in STUDENT_BUILDERS:
+        raise UserError(f"unknown student {name!r}; available: {sorted(STUDENT_BUILDERS)}")
     with torch.random.fork_rng(devices=[]):
         # The CPU generator only: fork_rng restores no accelerator state, and torch.manual_seed would
         # also (lazily) reseed every accelerator's, recording a stack trace each time.

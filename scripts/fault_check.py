@@ -12,6 +12,8 @@ temporary folder; the real offline encoder MiniLM-L3 is built there once for the
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import logging
 import os
@@ -21,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +33,7 @@ os.environ.update(TQDM_DISABLE="1", HF_DATASETS_DISABLE_PROGRESS_BARS="1", TRANS
 
 import torch  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
-from pickle_payload import Payload  # noqa: E402
+from pickle_payload import Payload, write_sb3_model  # noqa: E402
 from tiny_text import sentiment_rows, write_csv, write_tiny_bert  # noqa: E402
 
 from agents.checkpoints import CheckpointError, latest_checkpoint, read_progress  # noqa: E402
@@ -127,15 +130,29 @@ def expect_error(error_type: type[Exception], action: Callable[[], object], cont
     raise AssertionError(f"no {error_type.__name__}")
 
 
-def case_sigkill_before_first_checkpoint(folder: Path) -> str:
+def case_sigterm_before_first_checkpoint(folder: Path) -> str:
+    """A scheduler's SIGTERM while the run is still being built, then its requeue with --resume."""
     process = start_training(folder)
     try:
         wait_for(lambda: bool(list(folder.glob("*/config.json"))), "the run folder")
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(timeout=60)
     finally:
         process.kill()
-        process.wait()
     (run_dir,) = folder.iterdir()
-    return expect_error(CheckpointError, lambda: resume(run_dir), "has no checkpoint")
+    if latest_checkpoint_or_none(run_dir) is not None:
+        return "skipped: the run reached its first checkpoint before the signal (a slow machine would not)"
+    result = resume(run_dir, total_steps=20)
+    if reward_steps(run_dir) != list(range(1, 21)):
+        raise AssertionError("TensorBoard steps are not 1..20 once each")
+    return f"exit status {code}, no checkpoint; --resume started at step 0, ran to {result.env_steps}; every TensorBoard step once"
+
+
+def latest_checkpoint_or_none(run_dir: Path) -> Path | None:
+    try:
+        return latest_checkpoint(run_dir)
+    except CheckpointError:
+        return None
 
 
 def finished_run(folder: Path) -> Path:
@@ -169,6 +186,33 @@ def case_pickle_payload(folder: Path) -> str:
     return outcome + " (the payload did not run)"
 
 
+def case_agent_renamed_to_sb3(folder: Path) -> str:
+    run_dir = finished_run(folder)
+    marker, agent_dir = folder / "payload-ran", latest_checkpoint(run_dir) / "agent"
+    (agent_dir / "agent.json").write_text(json.dumps({"name": "ppo", "config": {}}))
+    write_sb3_model(agent_dir / "model.zip", marker)
+    expect_error(CheckpointError, lambda: resume(run_dir, total_steps=30), "holds agent 'ppo', not 'reinforce'")
+    if marker.exists():
+        raise AssertionError("the payload ran")
+    return "refused: the checkpoint's agent/ holds agent 'ppo', not the run's 'reinforce' (the payload did not run)"
+
+
+def case_env_id_naming_a_module(folder: Path) -> str:
+    run_dir = finished_run(folder)
+    marker = folder / "module-imported"
+    (folder / "planted_module.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    sys.path.insert(0, str(folder))
+    try:
+        config = json.loads((run_dir / "config.json").read_text())
+        (run_dir / "config.json").write_text(json.dumps({**config, "env_id": "planted_module:Foo-v0"}))
+        expect_error(CheckpointError, lambda: resume(run_dir, total_steps=30), "env_id 'planted_module:Foo-v0' is not one of")
+    finally:
+        sys.path.remove(str(folder))
+    if marker.exists():
+        raise AssertionError("the module was imported")
+    return "refused: config.json's env_id is not one of the project's ids (the module was not imported)"
+
+
 def case_torn_results_line(folder: Path) -> str:
     path = folder / "results.jsonl"
     record = RunRecord(entry="avg_kd", task="synthetic", seed=0, student="head", teachers=["a"], test_accuracy=0.5,
@@ -182,6 +226,51 @@ def case_torn_results_line(folder: Path) -> str:
     if count != 2 or not any("skipping unreadable line 2" in m for m in WARNINGS.messages):
         raise AssertionError(f"{count} records read, expected 2 and a warning about line 2")
     return "both whole records read; the torn line skipped with a warning"
+
+
+def case_non_utf8_results_line(folder: Path) -> str:
+    path = folder / "results.jsonl"
+    record = RunRecord(entry="avg_kd", task="synthetic", seed=0, student="head", teachers=["a"], test_accuracy=0.5,
+                       test_macro_f1=0.5, dev_accuracy=0.5, env_steps=1, wall_time_s=1.0)
+    for seed in range(3):
+        append_record(path, replace(record, seed=seed))
+    lines = path.read_bytes().split(b"\n")
+    lines[1] = lines[1].replace(b"avg_kd", b"avg\xffkd")
+    path.write_bytes(b"\n".join(lines))
+    WARNINGS.messages.clear()
+    seeds = [r.seed for r in read_records(path)]
+    if seeds != [0, 2] or not any("skipping unreadable line 2" in m for m in WARNINGS.messages):
+        raise AssertionError(f"records of seeds {seeds} read, expected 0 and 2 and a warning about line 2")
+    return "the other records read; the line with the bad byte skipped with a warning"
+
+
+def case_two_grids_into_one_out(folder: Path) -> str:
+    """A second kd-env compare (here, in this process) into the --out of a running one."""
+    from kd_cli.app import main as cli
+
+    out = folder / "out"
+    arguments = ["--task", "synthetic", "--agents", "no_kd,avg_kd,reinforce", "--seeds", "0-3", "--epochs", "10", "--out", str(out),
+                 "--logdir", str(folder / "runs"), "--task-options", "num_train=128", "--task-options", "num_dev=32",
+                 "--task-options", "num_test=32", "--env-kwargs", "batch_size=16"]
+    first = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "compare.py"), *arguments], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, cwd=ROOT)
+    try:
+        wait_for(lambda: (out / "results.jsonl").exists(), "the first grid's first record", timeout=300)
+        second = io.StringIO()
+        with contextlib.redirect_stderr(second):
+            try:
+                cli(["compare", *arguments])
+            except SystemExit as exit:
+                code = exit.code
+        first_code = first.wait(timeout=600)
+    finally:
+        first.kill()
+    keys = [record.key for record in read_records(out / "results.jsonl")]
+    if first_code != 0 or len(keys) != 12 or len(set(keys)) != 12:
+        raise AssertionError(f"first grid: exit {first_code}, {len(keys)} records, {len(set(keys))} keys; expected 0, 12, 12")
+    if code != 2 or "is in use" not in second.getvalue():
+        raise AssertionError(f"second grid: exit {code}, {second.getvalue().strip()[-200:]}")
+    return "the second refused at once (exit 2, results.jsonl is in use); the first wrote its 12 records, 12 distinct keys"
 
 
 # ------------------------------------------------------------------------------------ cache cases
@@ -232,6 +321,11 @@ def edit_meta(entry: Path) -> None:
     (entry / MANIFEST).write_text(json.dumps(manifest))
 
 
+def flip_manifest_key(entry: Path) -> None:
+    manifest = entry / MANIFEST
+    manifest.write_text(manifest.read_text().replace('"sha256"', '"sha257"', 1))
+
+
 def drop_array(entry: Path) -> None:
     manifest = json.loads((entry / MANIFEST).read_text())
     manifest["arrays"].remove("train.pooled")
@@ -246,6 +340,10 @@ def case_truncated_teacher_array(folder: Path) -> str:
 
 def case_edited_teacher_meta(folder: Path) -> str:
     return rebuilt(TinyTextTask(folder), edit_meta)
+
+
+def case_damaged_manifest_key(folder: Path) -> str:
+    return rebuilt(TinyTextTask(folder), flip_manifest_key)
 
 
 def case_manifest_missing_an_array(folder: Path) -> str:
@@ -337,13 +435,18 @@ CASES: dict[str, tuple[str, Callable[[Path], str]]] = {
     "sigterm": ("SIGTERM during train.py, then --resume", case_sigterm),
     "sigint": ("Ctrl-C (SIGINT) during train.py, then --resume", case_sigint),
     "sigkill": ("SIGKILL during train.py, then --resume", case_sigkill),
-    "sigkill-early": ("SIGKILL before the first checkpoint, then --resume", case_sigkill_before_first_checkpoint),
+    "sigterm-early": ("SIGTERM before the first checkpoint, then --resume", case_sigterm_before_first_checkpoint),
     "student": ("truncated student.pt, then --resume", case_truncated_student),
     "agent": ("empty agent/ in the checkpoint, then --resume", case_missing_agent),
     "pickle": ("agent state.pt replaced by a pickle that runs a command", case_pickle_payload),
+    "sb3-zip": ("agent.json renamed to ppo beside a model.zip that runs a command, then --resume", case_agent_renamed_to_sb3),
+    "env-id": ("config.json's env_id naming a module (module:Env-v0), then --resume", case_env_id_naming_a_module),
     "results": ("torn last line of results.jsonl, then a new record", case_torn_results_line),
+    "results-byte": ("a byte that is not UTF-8 in one line of results.jsonl", case_non_utf8_results_line),
+    "two-grids": ("a second kd-env compare into the --out of a running one", case_two_grids_into_one_out),
     "array": ("truncated teacher array", case_truncated_teacher_array),
     "meta": ("edited teacher metadata (accuracy)", case_edited_teacher_meta),
+    "manifest-key": ("one byte of a \"sha256\" key flipped in a teacher's manifest", case_damaged_manifest_key),
     "missing-array": ("teacher manifest without one of its arrays", case_manifest_missing_an_array),
     "staging": ("staging folder left by a killed build", case_stale_staging_folder),
     "concurrent": ("two processes prepare the same missing teachers", case_two_processes_build_one_teacher),

@@ -30,7 +30,7 @@ def test_every_agent_saves_and_loads_to_identical_predictions(name, small_env_kw
     obs, _ = env.reset(seed=5)
     agent.save(tmp_path / name)
     # Privileged references act on their env's current batch, so they are loaded onto the same env.
-    loaded = agents.load(tmp_path / name, env if isinstance(agent, PrivilegedRule) else env_for(name, small_env_kwargs))
+    loaded = agents.load(tmp_path / name, env if isinstance(agent, PrivilegedRule) else env_for(name, small_env_kwargs), name)
     # Our agents' stochastic predictions match too (their action RNG is saved); SB3 samples from
     # torch's global RNG, which is not part of a saved model.
     for deterministic in (True,) if isinstance(agent, SB3Agent) else (True, False):

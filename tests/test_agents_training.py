@@ -14,7 +14,8 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from agents.checkpoints import CheckpointError, latest_checkpoint
-from agents.training import Terminated, TrainConfig, resume, train
+from agents.training import Terminated, TrainConfig, resume, start_run, train
+from kd_env.errors import UserError
 
 pytestmark = pytest.mark.integration  # training runs, signals and spawned processes
 
@@ -129,14 +130,14 @@ def test_resume_drops_events_logged_after_the_checkpoint_from_the_files(tmp_path
     assert scalar_steps(tmp_path, "charts/reward", purge=False) == [1, 2, 3, 4, 5, 6]
 
 
-@pytest.mark.parametrize("damage", ["no_checkpoint", "truncated_student", "no_agent", "no_progress", "no_config"])
+@pytest.mark.parametrize("damage", ["truncated_student", "no_agent", "no_progress", "no_config", "bad_json", "extra_key",
+                                    "missing_key", "bad_total_steps"])
 def test_damaged_run_folder_names_what_is_wrong(small_env_kwargs, tmp_path, damage):
     run_dir = Path(train(config(small_env_kwargs, tmp_path, agent="avg_kd", total_steps=4, agent_kwargs={})).run_dir)
     checkpoint = latest_checkpoint(run_dir)
-    if damage == "no_checkpoint":
-        shutil.rmtree(run_dir / "checkpoints")
-        message = "has no checkpoint"
-    elif damage == "truncated_student":
+    config_file = run_dir / "config.json"
+    saved = json.loads(config_file.read_text())
+    if damage == "truncated_student":
         student = checkpoint / "student.pt"
         student.write_bytes(student.read_bytes()[:100])
         message = "student.pt is damaged or not a checkpoint"
@@ -146,11 +147,63 @@ def test_damaged_run_folder_names_what_is_wrong(small_env_kwargs, tmp_path, dama
     elif damage == "no_progress":
         (checkpoint / "progress.json").unlink()
         message = "is damaged: progress.json missing"
-    else:
-        (run_dir / "config.json").unlink()
+    elif damage == "no_config":
+        config_file.unlink()
         message = "is not a run folder: it has no config.json"
+    elif damage == "bad_json":
+        config_file.write_text(config_file.read_text()[:-5])
+        message = "config.json is not readable JSON"
+    elif damage == "extra_key":
+        config_file.write_text(json.dumps({**saved, "colour": "red"}))
+        message = r"config.json is not a run config: unexpected \['colour'\]"
+    elif damage == "missing_key":
+        del saved["agent"]
+        config_file.write_text(json.dumps(saved))
+        message = "config.json is not a run config: .*agent"
+    else:
+        config_file.write_text(json.dumps({**saved, "total_steps": "many"}))
+        message = "config.json is not a run config: total_steps must be an integer"
     with pytest.raises(CheckpointError, match=message):
         resume(run_dir)
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_from_step_0(small_env_kwargs, tmp_path):
+    """A SIGTERM while the run is being built leaves its folder with config.json and no checkpoint."""
+    started = start_run(config(small_env_kwargs, tmp_path, agent="avg_kd", total_steps=6, agent_kwargs={}))
+    started.env.close()
+    (run_dir,) = tmp_path.iterdir()
+    assert not (run_dir / "checkpoints").exists()
+    assert resume(run_dir).env_steps == 6
+    assert scalar_steps(run_dir, "charts/reward", purge=False) == list(range(1, 7))
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"total_steps": -5}, "total_steps must be >= 1, got -5"),
+    ({"seed": -1}, "seed must be >= 0, got -1"),
+    ({"agent": "dqn"}, "unknown agent 'dqn'"),
+    ({"env_kwargs": {"batch_size": 0}}, "batch_size must be >= 1, got 0"),
+])
+def test_a_refused_run_leaves_no_folder(small_env_kwargs, tmp_path, changes, message):
+    with pytest.raises(UserError, match=message):
+        train(config(small_env_kwargs, tmp_path, **changes))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_checkpoint_every_is_refused_before_the_env_is_built(tmp_path):
+    with pytest.raises(UserError, match="checkpoint_every must be >= 1, got -1"):
+        train(config({"task": "no-such-task"}, tmp_path), checkpoint_every=-1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_error_before_the_first_step_is_not_hidden_by_the_final_checkpoint(small_env_kwargs, tmp_path):
+    started = start_run(config(small_env_kwargs, tmp_path, agent="avg_kd", agent_kwargs={}))
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("the agent's own error")
+
+    started.agent.learn = fail
+    with pytest.raises(RuntimeError, match="the agent's own error"):
+        started.finish()
 
 
 def test_sb3_run_logs_sb3_tags_at_env_steps(small_env_kwargs, tmp_path):

@@ -57,6 +57,25 @@ def test_edited_metadata_is_rebuilt(tmp_path, caplog):
     assert len(calls) == 2 and "metadata does not match its checksum" in caplog.text
 
 
+@pytest.mark.parametrize("damage", ["sha256_key", "no_meta", "not_json"])
+def test_unreadable_manifest_is_rebuilt(tmp_path, caplog, damage):
+    store, calls = ArrayStore(tmp_path), []
+
+    def build(folder):
+        calls.append(1)
+        (folder / "weights.bin").write_bytes(b"w")  # an extra file: checksummed only when read
+        return {"x": np.arange(3)}, {}
+
+    manifest_file = store.get_or_build("kind", {"a": 1}, build).path / MANIFEST
+    text = manifest_file.read_text()
+    damaged = {"sha256_key": text.replace('"sha256"', '"sha257"'), "no_meta": text.replace('"meta":', '"meat":'),
+               "not_json": text[:10]}[damage]
+    manifest_file.write_text(damaged)
+    entry = store.get_or_build("kind", {"a": 1}, build)
+    assert entry.array("x").tolist() == [0, 1, 2] and entry.file("weights.bin").read_bytes() == b"w"
+    assert len(calls) == 2 and "unreadable manifest" in caplog.text
+
+
 def test_entry_missing_a_required_array_is_rebuilt(tmp_path, caplog):
     store, calls = ArrayStore(tmp_path), []
 
@@ -105,7 +124,7 @@ def fake_encoder(calls):
     return build
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip", "delete", "no_manifest"])
+@pytest.mark.parametrize("damage", ["truncate", "flip", "delete", "no_manifest", "manifest_key"])
 def test_damaged_encoder_build_is_rebuilt(tmp_path, caplog, damage):
     calls, target = [], tmp_path / "encoders" / "enc"
     assets._materialise(target, fake_encoder(calls))
@@ -116,6 +135,8 @@ def test_damaged_encoder_build_is_rebuilt(tmp_path, caplog, damage):
         weights.write_bytes(b"x" + b"w" * 999)
     elif damage == "delete":
         weights.unlink()
+    elif damage == "manifest_key":
+        (target / MANIFEST).write_text((target / MANIFEST).read_text().replace('"sha256"', '"sha257"'))
     else:
         (target / MANIFEST).unlink()
     assets._materialise(target, fake_encoder(calls))

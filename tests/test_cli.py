@@ -121,6 +121,56 @@ def test_bad_input_is_one_line_before_compute(tmp_path, no_compute, args, messag
     assert re.search(message, error), error
 
 
+@pytest.mark.parametrize("command", [["distill", "--task", "synthetic"], ["compare", "--task", "synthetic", "--agents", "avg_kd"]])
+def test_out_under_a_file_is_one_line_before_compute(tmp_path, no_compute, command):
+    (tmp_path / "afile").write_text("mine")
+    result = runner.invoke(app, [*command, "--out", str(tmp_path / "afile" / "sub")])
+    assert result.exit_code == 2, result.output
+    assert re.fullmatch(r"error: cannot create .*afile/sub: .*afile is a file, not a folder", result.stderr.strip())
+
+
+def test_distill_overwrites_a_symlinked_out_keeping_the_link(tmp_path, monkeypatch):
+    import experiments.distill
+
+    target, link = tmp_path / "target", tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    link.symlink_to(target)
+
+    class Stop(Exception):
+        """Raised where the runs would start: the output folder is ready by then."""
+
+    monkeypatch.setattr(experiments.distill, "task_facts", lambda *args: {})
+    monkeypatch.setattr(experiments.distill, "pending_runs", lambda *args: (_ for _ in ()).throw(Stop()))
+    with pytest.raises(Stop):
+        experiments.distill.distill(experiments.distill.DistillSpec(task="synthetic", out=str(link), overwrite=True))
+    assert link.is_symlink() and target.is_dir() and list(target.iterdir()) == []
+
+
+def test_only_user_errors_are_one_line(monkeypatch):
+    """A bug's ValueError shows its traceback; a UserError is one line with exit 2."""
+    import experiments.throughput
+
+    result = runner.invoke(app, ["bench", "--steps", "0", "--task", "synthetic"])
+    assert result.exit_code == 2 and result.stderr.strip() == "error: steps must be >= 1, got 0"
+
+    def bug(*args):
+        raise ValueError("an internal invariant broke")
+
+    monkeypatch.setattr(experiments.throughput, "env_throughput", bug)
+    result = runner.invoke(app, ["bench", "--task", "synthetic"])
+    assert result.exit_code == 1 and isinstance(result.exception, ValueError)
+
+
+@pytest.mark.parametrize("env_kwargs, message", [("alpha=nan", "alpha must be a finite number, got 'nan'"),
+                                                 ("temperature=abc", "temperature must be a finite number, got 'abc'")])
+def test_text_where_a_number_belongs_is_one_line(tmp_path, env_kwargs, message):
+    result = runner.invoke(app, ["train", "--agent", "avg_kd", "--total-steps", "5", "--logdir", str(tmp_path),
+                                 "--task", "synthetic", "--env-kwargs", env_kwargs])
+    assert result.exit_code == 2 and result.stderr.strip() == f"error: {message}"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_distill_refuses_a_non_empty_out(tmp_path, no_compute):
     out = tmp_path / "out"
     out.mkdir()

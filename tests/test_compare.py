@@ -1,12 +1,15 @@
 """The comparison grid on a tiny synthetic task: records, resume, failed runs, selection profiles."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
 from experiments.compare import GridEntry, Preset, run_grid
 from experiments.report import summarise
 from experiments.results import read_records
+from kd_env.errors import UserError
 
 TINY = {"task_options": {"num_train": 128, "num_dev": 32, "num_test": 64}, "batch_size": 16}
 
@@ -44,6 +47,29 @@ def test_grid_records_every_run_resumes_and_keeps_failures(tmp_path):
     assert run_grid(tiny_preset(entries), results, tmp_path / "runs") == 2
     rows = {row.entry: row for row in summarise(read_records(results))}
     assert rows["avg_kd"].test_accuracy.n == 2 and rows["broken"].failed_runs == 4
+
+
+def test_a_second_grid_into_the_same_results_is_refused(tmp_path):
+    results = tmp_path / "results.jsonl"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(tmp_path / ".results.jsonl.lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(UserError, match="results.jsonl is in use: another grid is writing into it"):
+            run_grid(tiny_preset([GridEntry(label="avg_kd", agent="avg_kd")]), results, tmp_path / "runs")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not results.exists() and not (tmp_path / "runs").exists()
+
+
+HOLD_LOCK = """
+import sys, time
+from filelock import FileLock
+lock = FileLock(sys.argv[1])
+lock.acquire()
+print("held", flush=True)
+time.sleep(120)
+"""
 
 
 @pytest.mark.integration

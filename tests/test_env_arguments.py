@@ -5,6 +5,7 @@ import pytest
 from tiny_text import sentiment_rows, write_csv
 
 import kd_env  # noqa: F401 - registers the env ids
+from kd_env.errors import UserError
 from kd_env.tasks import text_data as text_problem
 
 
@@ -41,13 +42,23 @@ BAD_ARGUMENTS = [
     ({"student": "transformer", "student_options": {"num_layers": 0}}, "num_layers must be >= 1"),
     ({"student": "transformer", "student_options": {"max_length": 0}}, "max_length must be >= 1"),
     ({"student": "mlp"}, "unknown student 'mlp'"),
+    # What a command line's --env-kwargs passes as text when it is not JSON.
+    ({"alpha": "nan"}, "alpha must be a finite number, got 'nan'"),
+    ({"temperature": "abc"}, "temperature must be a finite number, got 'abc'"),
+    ({"tau_squared": "yes"}, "tau_squared must be true or false"),
+    ({"aggregation": ["weighted_ce"]}, "unknown aggregation"),
+    ({"student": ["head"]}, "unknown student"),
+    ({"student_options": "hidden=3"}, "student options must be a JSON object"),
+    ({"task": 3}, "task must be a task name"),
+    ({"reward": ["dev_gain"]}, "unknown reward"),
+    ({"features": ["colour"]}, "unknown feature groups"),
 ]
 
 
 @pytest.mark.parametrize(("changes", "message"), BAD_ARGUMENTS)
 def test_bad_argument_is_refused_before_teachers_are_prepared(changes, message, tmp_path, no_preparation):
     kwargs = {"task": text_task(tmp_path, sentiment_rows(60)), **changes}
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(UserError, match=message):
         gym.make("kd_env/TeacherSelection-v0", **kwargs)
 
 

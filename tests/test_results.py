@@ -37,6 +37,26 @@ def test_record_after_a_torn_line_is_kept(tmp_path, caplog):
     assert [r.message for r in caplog.records if "skipping unreadable line 2" in r.message]
 
 
+def test_a_line_with_a_byte_that_is_not_utf8_loses_only_itself(tmp_path, caplog):
+    path = tmp_path / "results.jsonl"
+    append_record(path, record(0))
+    append_record(path, record(1))
+    append_record(path, record(2))
+    lines = path.read_bytes().split(b"\n")
+    lines[1] = lines[1].replace(b"avg_kd", b"avg\xffkd")
+    path.write_bytes(b"\n".join(lines))
+    assert [r.seed for r in read_records(path)] == [0, 2]
+    assert "skipping unreadable line 2" in caplog.text
+
+
+def test_a_line_that_is_json_but_not_a_record_loses_only_itself(tmp_path, caplog):
+    path = tmp_path / "results.jsonl"
+    path.write_text("[1, 2]\n")
+    append_record(path, record(0))
+    assert [r.seed for r in read_records(path)] == [0]
+    assert "skipping unreadable line 1" in caplog.text
+
+
 def test_a_file_written_before_the_rename_still_loads_and_its_runs_still_count(tmp_path):
     # A line as results files held it when the entry label was stored under "agent".
     legacy = {"agent": "single:minilm-l6", "task": "synthetic", "seed": 0, "student": "head", "teachers": ["a"],

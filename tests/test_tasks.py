@@ -1,11 +1,13 @@
 import importlib.util
 import json
+import tracemalloc
 
 import numpy as np
 import pytest
 from tiny_text import sentiment_rows, write_csv
 
 from kd_env.tasks.dispatch import build_distillation_data
+from kd_env.errors import UserError
 from kd_env.tasks import TaskConfig, load_task
 
 
@@ -63,6 +65,7 @@ BAD_FILES = [
     ("empty.csv", b"", r"empty.csv is empty"),
     ("blank.jsonl", b"\n", r"blank.jsonl is empty"),
     ("header.csv", b"text,label\n", r"header.csv has a header line and no rows under it"),
+    ("zeros.csv", b"text,label\n" + b"\0" * 100, r"zeros.csv is not a text file: it holds NUL bytes"),
 ]
 
 
@@ -74,6 +77,23 @@ def test_bad_user_files_fail_in_one_line_naming_the_file(tmp_path, name, content
         load_task(f"{path.suffix[1:]}:{path}")
     error = caught.value  # one line, and no chained traceback printed above it
     assert "\n" not in str(error) and error.__cause__ is None and (error.__context__ is None or error.__suppress_context__)
+
+
+@pytest.mark.parametrize(("kind", "message"), [("sparse", "holds NUL bytes"), ("one_line", "first line is over")])
+def test_a_large_user_file_is_refused_from_its_head_only(tmp_path, kind, message):
+    """64 MB of NUL bytes (a sparse file) or one 64 MB line: refused without reading the whole file."""
+    path = tmp_path / "big.csv"
+    if kind == "sparse":
+        with path.open("wb") as handle:
+            handle.truncate(64 << 20)
+    else:
+        path.write_bytes(b"text" * (16 << 20))
+    tracemalloc.start()
+    with pytest.raises(UserError, match=f"big.csv.*{message}"):
+        load_task(f"csv:{path}")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 16 << 20
 
 
 def test_encoding_option_reads_a_latin_1_file(tmp_path):

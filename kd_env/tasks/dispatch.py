@@ -7,6 +7,7 @@ and check ``min_train_size`` (the env's batch size) before they fine-tune any te
 
 from __future__ import annotations
 
+from kd_env.errors import UserError
 from kd_env.tasks.data import DistillationData
 from kd_env.tasks.synthetic import build_synthetic_data
 from kd_env.tasks.text import BUNDLED_TASKS, GLUE_PREFIX, USER_FILE_PREFIXES, text_task_names
@@ -36,8 +37,10 @@ def build_distillation_data(
     student_options: dict | None = None,
     min_train_size: int = 1,
 ) -> DistillationData:
+    if not isinstance(task, str):
+        raise UserError(f"task must be a task name or prefix:PATH, got {task!r}; available: {available_tasks()}")
     builder = TASK_BUILDERS.get(task) or next((b for p, b in PREFIX_BUILDERS.items() if task.startswith(p)), None)
     if builder is None:
-        raise ValueError(f"unknown task {task!r}; available: {available_tasks()}")
+        raise UserError(f"unknown task {task!r}; available: {available_tasks()}")
     return builder(task=task, teachers=teachers, options=task_options, student=student, student_options=student_options,
                    min_train_size=min_train_size)

@@ -28,6 +28,7 @@ import torch
 
 from scipy.special import log_softmax
 
+from kd_env.errors import UserError
 from kd_env.tasks.data import SPLITS, DistillationData, SplitData
 from kd_env.options import config_from_options
 
@@ -57,17 +58,17 @@ class SyntheticConfig:
 
     def __post_init__(self) -> None:
         if self.num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
+            raise UserError(f"num_classes must be >= 2, got {self.num_classes}")
         if not 1 <= self.experts_per_cluster < self.num_teachers:
-            raise ValueError(
+            raise UserError(
                 f"experts_per_cluster must be in [1, num_teachers - 1 = {self.num_teachers - 1}], "
                 f"got {self.experts_per_cluster}"
             )
         if not 0.0 <= self.label_noise < 1.0:
-            raise ValueError(f"label_noise must be in [0, 1), got {self.label_noise}")
+            raise UserError(f"label_noise must be in [0, 1), got {self.label_noise}")
         for name in ("num_train", "num_dev", "num_test"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)} (an empty split)")
+                raise UserError(f"{name} must be >= 1, got {getattr(self, name)} (an empty split)")
 
     @classmethod
     def from_options(cls, options: dict | None) -> "SyntheticConfig":
@@ -97,7 +98,7 @@ def build_synthetic_data(teachers: list[str] | None = None, options: dict | None
     chosen = list(all_names) if teachers is None else list(teachers)
     unknown = [t for t in chosen if t not in all_names]
     if unknown or not chosen:
-        raise ValueError(f"unknown teachers {unknown or chosen} for the synthetic task; available: {list(all_names)}")
+        raise UserError(f"unknown teachers {unknown or chosen} for the synthetic task; available: {list(all_names)}")
     teacher_index = [all_names.index(t) for t in chosen]
 
     rng = np.random.default_rng(config.seed)

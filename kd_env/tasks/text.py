@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from kd_env.assets import package_file
+from kd_env.errors import UserError
 from kd_env.tasks.data import SPLITS
 
 logger = logging.getLogger(__name__)
@@ -92,14 +93,14 @@ class TaskConfig:
         try:
             codecs.lookup(self.encoding)
         except LookupError:
-            raise ValueError(f"unknown encoding {self.encoding!r} (task option encoding)") from None
+            raise UserError(f"unknown encoding {self.encoding!r} (task option encoding)") from None
         for name in ("dev_fraction", "test_fraction"):
             if not 0.0 < getattr(self, name) < 0.5:
-                raise ValueError(f"{name} must be in (0, 0.5), got {getattr(self, name)}")
+                raise UserError(f"{name} must be in (0, 0.5), got {getattr(self, name)}")
         for name in ("max_train", "max_dev", "max_test"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1 or None, got {value}")
+                raise UserError(f"{name} must be >= 1 or None, got {value}")
 
 
 TASK_OPTION_NAMES = tuple(f.name for f in fields(TaskConfig))
@@ -162,7 +163,7 @@ def load_task(name: str, config: TaskConfig | None = None) -> TextTask:
         fmt, path = name.split(":", 1)
         splits, class_names = _load_user_files(fmt, Path(path), config)
     else:
-        raise ValueError(f"unknown task {name!r}; available: {text_task_names()}")
+        raise UserError(f"unknown task {name!r}; available: {text_task_names()}")
     caps = {**DEFAULT_CAPS.get(name, {}), **{k: getattr(config, k) for k in ("max_train", "max_dev", "max_test") if getattr(config, k)}}
     rng = np.random.default_rng(config.seed + 1)
     for split, key in zip(SPLITS, ("max_train", "max_dev", "max_test")):
@@ -202,12 +203,12 @@ def _load_glue(name: str, config: TaskConfig) -> tuple[dict[str, TextSplit], lis
     import datasets
 
     if name not in GLUE_TASKS:
-        raise ValueError(f"unknown GLUE task {name!r}; available: {sorted(GLUE_TASKS)}")
+        raise UserError(f"unknown GLUE task {name!r}; available: {sorted(GLUE_TASKS)}")
     spec = GLUE_TASKS[name]
     loaded = datasets.load_dataset(config.glue_path, name)
     for needed in ("train", spec.test_split):
         if needed not in loaded:
-            raise ValueError(f"GLUE {name} from {config.glue_path!r} has splits {sorted(loaded)}; expected {needed!r}")
+            raise UserError(f"GLUE {name} from {config.glue_path!r} has splits {sorted(loaded)}; expected {needed!r}")
     pair = spec.text_columns[1] if len(spec.text_columns) > 1 else None
     train_texts, train_pairs, train_labels = _columns(loaded["train"], spec.text_columns[0], pair, "label", f"glue:{name} train")
     test = _records_to_split(*_columns(loaded[spec.test_split], spec.text_columns[0], pair, "label", f"glue:{name} {spec.test_split}"))
@@ -219,7 +220,7 @@ def _load_glue(name: str, config: TaskConfig) -> tuple[dict[str, TextSplit], lis
 
 def _glue_label(value, spec: GlueTask, name: str) -> int:
     if not isinstance(value, (int, np.integer)) or not 0 <= value < len(spec.class_names):
-        raise ValueError(f"GLUE {name}: label {value!r} is not one of 0..{len(spec.class_names) - 1} ({list(spec.class_names)})")
+        raise UserError(f"GLUE {name}: label {value!r} is not one of 0..{len(spec.class_names) - 1} ({list(spec.class_names)})")
     return int(value)
 
 
@@ -250,7 +251,7 @@ def _load_user_files(fmt: str, path: Path, config: TaskConfig) -> tuple[dict[str
     for split, (texts, pairs, labels) in columns.items():
         unknown = sorted({str(v) for v in labels if v not in index})
         if unknown:
-            raise ValueError(
+            raise UserError(
                 f"{path} {split}: labels {unknown} do not occur in the training split, so the teachers were "
                 f"never trained on them; training labels: {class_names}"
             )
@@ -272,34 +273,44 @@ def _read_user_files(fmt: str, files: dict[str, str], config: TaskConfig):
         cause = error
         while isinstance(cause, datasets.exceptions.DatasetGenerationError) and (cause.__cause__ or cause.__context__):
             cause = cause.__cause__ or cause.__context__
-        raise ValueError(f"cannot read {', '.join(files.values())} as {fmt}: {type(cause).__name__}: {cause}") from None
+        raise UserError(f"cannot read {', '.join(files.values())} as {fmt}: {type(cause).__name__}: {cause}") from None
+
+
+HEAD_CHARACTERS = 1 << 20
+"""How much of a user file ``_check_user_file`` reads: a 1 GB file is refused as fast as a small one."""
 
 
 def _check_user_file(path: Path, fmt: str, config: TaskConfig) -> None:
     """Refuse, naming the file, what ``datasets`` reports obscurely: an empty file, bytes that are not
-    in the file's encoding, a csv whose header has no row under it."""
+    in the file's encoding or not text at all, a csv whose header has no row under it. Reads only the
+    file's head (``HEAD_CHARACTERS``); a bad byte further on is reported by the reader."""
     header_lines = 1 if USER_FILE_FORMATS[fmt][0] == "csv" and config.column_names is None else 0
-    lines = 0
     try:
         with open(path, encoding=config.encoding, newline="") as handle:
-            lines = sum(1 for line in handle if line.strip())
+            head = handle.read(HEAD_CHARACTERS)
     except UnicodeDecodeError as error:
         byte = error.object[error.start : error.start + 1].hex()
-        raise ValueError(
+        raise UserError(
             f"{path} is not {config.encoding} text (byte 0x{byte}: {error.reason}); name its encoding with the task "
             f"option encoding, e.g. encoding=latin-1"
         ) from None
-    if lines == 0:
-        raise ValueError(f"{path} is empty")
+    if "\x00" in head:
+        raise UserError(f"{path} is not a text file: it holds NUL bytes")
+    whole = len(head) < HEAD_CHARACTERS
+    lines = sum(1 for line in head.splitlines() if line.strip())
+    if lines == 0 and whole:
+        raise UserError(f"{path} is empty")
     if lines <= header_lines:
-        raise ValueError(f"{path} has a header line and no rows under it")
+        if whole:
+            raise UserError(f"{path} has a header line and no rows under it")
+        raise UserError(f"{path}: its first line is over {HEAD_CHARACTERS} characters long, too long for a header line")
 
 
 def _reader_options(fmt: str, files: dict[str, str], config: TaskConfig) -> dict:
     """``datasets`` reader options of a user file: encoding, separator, quoting and header-less column names."""
     if USER_FILE_FORMATS[fmt][0] != "csv":
         if config.column_names is not None or config.delimiter is not None:
-            raise ValueError(f"the task options column_names and delimiter apply to csv/tsv files, not {fmt}:")
+            raise UserError(f"the task options column_names and delimiter apply to csv/tsv files, not {fmt}:")
         return {"encoding": config.encoding}
     delimiter = config.delimiter
     if delimiter is None:
@@ -316,7 +327,7 @@ def _columns(dataset, text_column: str, pair_column: str | None, label_column: s
     """(texts, pairs, labels) of a ``datasets.Dataset``, with every text checked."""
     for column in (text_column, pair_column, label_column):
         if column is not None and column not in dataset.column_names:
-            raise ValueError(
+            raise UserError(
                 f"{where}: no column {column!r}; columns: {dataset.column_names} (name yours with the task options "
                 f"text_column/label_column, or column_names for a file without a header line)"
             )
@@ -325,23 +336,23 @@ def _columns(dataset, text_column: str, pair_column: str | None, label_column: s
     labels = list(dataset[label_column])
     missing = [row for row, value in enumerate(labels) if value is None]
     if missing:
-        raise ValueError(f"{where}: label column {label_column!r} is empty in row {missing[0]} (0-based, header excluded)")
+        raise UserError(f"{where}: label column {label_column!r} is empty in row {missing[0]} (0-based, header excluded)")
     return texts, pairs, labels
 
 
 def _checked_texts(values, column: str, where: str) -> list[str]:
     for row, value in enumerate(values):
         if not isinstance(value, str):
-            raise ValueError(f"{where}: row {row} (0-based, header excluded) of text column {column!r} is {value!r}, not a string")
+            raise UserError(f"{where}: row {row} (0-based, header excluded) of text column {column!r} is {value!r}, not a string")
         if not value.strip():
-            raise ValueError(f"{where}: row {row} (0-based, header excluded) of text column {column!r} is empty")
+            raise UserError(f"{where}: row {row} (0-based, header excluded) of text column {column!r} is empty")
     return list(values)
 
 
 def _class_names(labels: list) -> list:
     kinds = {type(v) for v in labels}
     if len(kinds) > 1:
-        raise ValueError(f"the label column mixes types {sorted(k.__name__ for k in kinds)}; use one type")
+        raise UserError(f"the label column mixes types {sorted(k.__name__ for k in kinds)}; use one type")
     return sorted(set(labels))
 
 
@@ -403,7 +414,7 @@ def _check_every_class_present(name: str, splits: dict[str, TextSplit], class_na
         present = set(splits[split].labels.tolist())
         missing = [class_names[c] for c in range(len(class_names)) if c not in present]
         if missing:
-            raise ValueError(
+            raise UserError(
                 f"task {name!r}: classes {missing} are missing from the {split} split "
                 f"({len(splits[split])} instances); every class must occur in train, dev and test"
             )

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from kd_env.cache import ArrayStore, CacheEntry
+from kd_env.errors import UserError
 from kd_env.tasks.data import SPLITS, TEACHER_ARRAYS
 from kd_env.devices import resolve_device, runtime_key
 from kd_env.tasks.text import TextTask
@@ -50,7 +51,7 @@ class CheckpointTeacher:
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"teacher {self.name!r}: {self.checkpoint} has no config.json; give a folder that save_pretrained wrote")
         if self.max_length < 8:
-            raise ValueError(f"teacher {self.name!r}: max_length must be >= 8, got {self.max_length}")
+            raise UserError(f"teacher {self.name!r}: max_length must be >= 8, got {self.max_length}")
 
 
 def looks_like_checkpoint(value: str) -> bool:
@@ -82,7 +83,7 @@ def label_columns(id2label: dict, class_names: tuple[str, ...], where: str) -> l
         index = {key(name): i for i, name in labels.items()}
         if len(index) == len(labels) == len(class_names) and all(key(c) in index for c in class_names):
             return [index[key(c)] for c in class_names]
-    raise ValueError(
+    raise UserError(
         f"{where}: its labels {[labels[i] for i in sorted(labels)]} do not match the task's classes {list(class_names)}; "
         f"set id2label in its config.json to the task's class names"
     )
@@ -142,7 +143,7 @@ def _run_checkpoint(task: TextTask, spec: CheckpointTeacher, columns: list[int],
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec.checkpoint)
     except (OSError, ValueError) as error:
-        raise ValueError(f"checkpoint teacher {spec.name!r}: no tokenizer in {spec.checkpoint} ({error}); save it beside the model") from error
+        raise UserError(f"checkpoint teacher {spec.name!r}: no tokenizer in {spec.checkpoint} ({error}); save it beside the model") from error
     model = _CheckpointClassifier(AutoModelForSequenceClassification.from_pretrained(spec.checkpoint), columns).to(device)
     arrays, accuracies = {}, {}
     for split in SPLITS:

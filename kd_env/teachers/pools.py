@@ -19,6 +19,8 @@ on real text.
 
 from __future__ import annotations
 
+from kd_env.errors import UserError
+
 NUM_SLICES = 3
 HEAD = {"encoder": "minilm-l6", "tuning": "head", "learning_rate": 1e-3, "epochs": 30, "evals_per_epoch": 1}
 
@@ -45,6 +47,6 @@ TEACHER_POOLS: dict[str, list | None] = {
 def pool_teachers(name: str) -> list | None:
     """The teacher list of a named pool (None = the task's defaults)."""
     if name not in TEACHER_POOLS:
-        raise ValueError(f"unknown teacher pool {name!r}; available: {sorted(TEACHER_POOLS)}")
+        raise UserError(f"unknown teacher pool {name!r}; available: {sorted(TEACHER_POOLS)}")
     pool = TEACHER_POOLS[name]
     return None if pool is None else [spec if isinstance(spec, str) else dict(spec) for spec in pool]

@@ -22,6 +22,7 @@ import torch
 
 from kd_env.cache import ArrayStore, CacheEntry, cache_root
 from kd_env.devices import resolve_device, runtime_key
+from kd_env.errors import UserError
 from kd_env.tasks.data import SPLITS, TEACHER_ARRAYS
 from kd_env.tasks.text import TextTask
 from kd_env.teachers.checkpoints import CheckpointTeacher, check_labels, prepare_checkpoint_teacher
@@ -128,7 +129,7 @@ def teacher_slices(task: TextTask, specs: list[TeacherSpec], config: Preparation
         masks[spec.slice] = slice_masks(parsed, labels, assignments.get(parsed.num_clusters))
         size = int(masks[spec.slice]["train"].sum())
         if size < spec.batch_size:
-            raise ValueError(f"teacher {spec.name!r}: slice {spec.slice!r} holds {size} training instances, fewer than one batch ({spec.batch_size})")
+            raise UserError(f"teacher {spec.name!r}: slice {spec.slice!r} holds {size} training instances, fewer than one batch ({spec.batch_size})")
     return masks
 
 
@@ -221,5 +222,5 @@ def _taught_labels(spec: TeacherSpec, labels: dict[str, np.ndarray], masks: dict
     seed = spec.seed + SPLITS.index(split)
     ids, taught = teacher_training_labels(labels[split], None if masks is None else masks[split], spec.outside_slice, spec.label_noise, num_classes, seed)
     if len(ids) == 0:
-        raise ValueError(f"teacher {spec.name!r}: slice {spec.slice!r} holds no {split} instances")
+        raise UserError(f"teacher {spec.name!r}: slice {spec.slice!r} holds no {split} instances")
     return ids, taught

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kd_env.errors import UserError
+
 OUTSIDE_SLICE_MODES = ("drop", "shift", "random")
 KMEANS_SEED = 0
 
@@ -49,13 +51,13 @@ class SliceSpec:
                 return cls(kind, classes=classes)
         except ValueError:
             pass
-        raise ValueError(f"bad slice {text!r}: expected 'cluster:M:i' (M >= 2, 0 <= i < M) or 'classes:a,b,...'")
+        raise UserError(f"bad slice {text!r}: expected 'cluster:M:i' (M >= 2, 0 <= i < M) or 'classes:a,b,...'")
 
     def validate_classes(self, num_classes: int) -> None:
         if self.kind == "classes" and max(self.classes) >= num_classes:
-            raise ValueError(f"slice classes {list(self.classes)} outside the task's {num_classes} classes")
+            raise UserError(f"slice classes {list(self.classes)} outside the task's {num_classes} classes")
         if self.kind == "classes" and len(self.classes) == num_classes:
-            raise ValueError(f"slice classes {list(self.classes)} cover every class: that is no slice")
+            raise UserError(f"slice classes {list(self.classes)} cover every class: that is no slice")
 
 
 def kmeans_centres(train_vectors: np.ndarray, num_clusters: int) -> np.ndarray:
@@ -92,7 +94,7 @@ def teacher_training_labels(
     """The (instance ids, labels) a teacher is fine-tuned on: its slice's gold labels, what ``outside``
     says elsewhere, then a ``label_noise`` share of all of them replaced by a different random class."""
     if outside not in OUTSIDE_SLICE_MODES:
-        raise ValueError(f"unknown outside_slice {outside!r}; expected one of {list(OUTSIDE_SLICE_MODES)}")
+        raise UserError(f"unknown outside_slice {outside!r}; expected one of {list(OUTSIDE_SLICE_MODES)}")
     rng = np.random.default_rng(seed)
     ids = np.arange(len(labels))
     taught = labels.astype(np.int64).copy()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from kd_env.errors import UserError
 from kd_env.options import check_option_names
 from kd_env.teachers.checkpoints import checkpoint_teacher, looks_like_checkpoint
 from kd_env.teachers.pools import pool_teachers
@@ -51,19 +52,19 @@ class TeacherSpec:
         if self.slice is not None:
             SliceSpec.parse(self.slice)
         if self.outside_slice not in OUTSIDE_SLICE_MODES:
-            raise ValueError(f"teacher {self.name!r}: outside_slice must be one of {list(OUTSIDE_SLICE_MODES)}, got {self.outside_slice!r}")
+            raise UserError(f"teacher {self.name!r}: outside_slice must be one of {list(OUTSIDE_SLICE_MODES)}, got {self.outside_slice!r}")
         if self.tuning not in ("full", "head"):
-            raise ValueError(f"teacher {self.name!r}: tuning must be 'full' or 'head', got {self.tuning!r}")
+            raise UserError(f"teacher {self.name!r}: tuning must be 'full' or 'head', got {self.tuning!r}")
         if self.tuning == "head" and self.num_layers is not None:
-            raise ValueError(f"teacher {self.name!r}: a head-tuned teacher reads the whole frozen encoder; num_layers must be None")
+            raise UserError(f"teacher {self.name!r}: a head-tuned teacher reads the whole frozen encoder; num_layers must be None")
         if not 0.0 <= self.label_noise < 1.0:
-            raise ValueError(f"teacher {self.name!r}: label_noise must be in [0, 1), got {self.label_noise}")
+            raise UserError(f"teacher {self.name!r}: label_noise must be in [0, 1), got {self.label_noise}")
         if not 0.0 < self.train_fraction <= 1.0:
-            raise ValueError(f"teacher {self.name!r}: train_fraction must be in (0, 1], got {self.train_fraction}")
+            raise UserError(f"teacher {self.name!r}: train_fraction must be in (0, 1], got {self.train_fraction}")
         if self.epochs < 1 or self.batch_size < 1 or self.max_length < 8:
-            raise ValueError(f"teacher {self.name!r}: epochs and batch_size must be >= 1 and max_length >= 8")
+            raise UserError(f"teacher {self.name!r}: epochs and batch_size must be >= 1 and max_length >= 8")
         if self.num_layers is not None and self.num_layers < 1:
-            raise ValueError(f"teacher {self.name!r}: num_layers must be >= 1 or None, got {self.num_layers}")
+            raise UserError(f"teacher {self.name!r}: num_layers must be >= 1 or None, got {self.num_layers}")
 
 
 # Three families and depths: heterogeneous on purpose, as selection only matters when teachers differ.
@@ -82,7 +83,7 @@ def resolve_teacher_specs(teachers: list | str | None) -> list[TeacherSpec]:
     if teachers is None:
         return list(DEFAULT_TEACHERS.values())
     if not teachers:
-        raise ValueError(f"at least one teacher is needed; named teachers: {sorted(DEFAULT_TEACHERS)}")
+        raise UserError(f"at least one teacher is needed; named teachers: {sorted(DEFAULT_TEACHERS)}")
     specs = []
     known = {f.name for f in fields(TeacherSpec)}
     for teacher in teachers:
@@ -92,18 +93,18 @@ def resolve_teacher_specs(teachers: list | str | None) -> list[TeacherSpec]:
             specs.append(checkpoint_teacher(teacher))
         elif isinstance(teacher, str):
             if teacher not in DEFAULT_TEACHERS:
-                raise ValueError(f"unknown teacher {teacher!r}; named teachers: {sorted(DEFAULT_TEACHERS)}, a checkpoint folder, or a dict of {sorted(known)}")
+                raise UserError(f"unknown teacher {teacher!r}; named teachers: {sorted(DEFAULT_TEACHERS)}, a checkpoint folder, or a dict of {sorted(known)}")
             specs.append(DEFAULT_TEACHERS[teacher])
         elif isinstance(teacher, dict):
             check_option_names(teacher, known, "teacher spec")
             if "encoder" not in teacher:
-                raise ValueError(f"teacher spec {teacher}: no 'encoder'; fields: {sorted(known)}")
+                raise UserError(f"teacher spec {teacher}: no 'encoder'; fields: {sorted(known)}")
             specs.append(TeacherSpec(**{"name": teacher["encoder"], **teacher}))
         else:
-            raise ValueError(f"a teacher is a name or a dict of spec fields, got {type(teacher).__name__}")
+            raise UserError(f"a teacher is a name or a dict of spec fields, got {type(teacher).__name__}")
     names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
-        raise ValueError(f"teacher names must be unique, got {names}")
+        raise UserError(f"teacher names must be unique, got {names}")
     return specs
 
 
