@@ -55,19 +55,21 @@ def stratified_sample(labels: np.ndarray, size: int, rng: np.random.Generator) -
     return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
-def budget_rows(pool_labels: np.ndarray, budget: LabelBudget, num_classes: int, seed: int, where: str) -> tuple[np.ndarray, np.ndarray]:
+def budget_rows(
+    pool_labels: np.ndarray, budget: LabelBudget, num_classes: int, seed: int, where: str, hint: str = ""
+) -> tuple[np.ndarray, np.ndarray]:
     """(row ids into the pool, labelled mask over those rows) of an active budget.
 
     Checked before any expensive work: L >= the number of classes, L + U <= the pool, and every class
-    keeps a labelled row (``where`` names the pool in the errors)."""
+    keeps a labelled row (``where`` names the pool in the errors, ``hint`` says how to enlarge it)."""
     if not budget.active:
         raise ValueError("budget_rows needs a label budget (labels=L)")
     if budget.labels < num_classes:
         raise ValueError(f"labels={budget.labels} is fewer than the {num_classes} classes: every class needs a labelled row")
     if budget.rows > len(pool_labels):
         raise ValueError(
-            f"labels + transfer = {budget.labels} + {budget.transfer} = {budget.rows} rows, but {where} holds only "
-            f"{len(pool_labels)}"
+            f"labels + transfer = {budget.labels} + {budget.transfer} = {budget.rows} rows, but {where} has only "
+            f"{len(pool_labels)}" + (f"; {hint}" if hint else "")
         )
     rows = stratified_sample(pool_labels, budget.rows, np.random.default_rng([seed, 2]))
     labelled = np.zeros(len(rows), dtype=bool)
