@@ -131,7 +131,7 @@ def test_text_fingerprint_follows_the_rows_not_the_mask(reviews):
 
 
 def test_text_budget_larger_than_the_rest_names_max_train(reviews):
-    with pytest.raises(ValueError, match="outside the teachers' own 192 training instances has only 0; lower max_train"):
+    with pytest.raises(ValueError, match="less the teachers' own 192 instances, has only 0; lower max_train"):
         load_task(f"csv:{reviews}", TaskConfig(labels=10, transfer=5))
     with pytest.raises(ValueError, match="fewer than the 3 classes"):
         load_task(f"csv:{reviews}", TaskConfig(max_train=80, labels=2))

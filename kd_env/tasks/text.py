@@ -217,7 +217,7 @@ def load_task(name: str, config: TaskConfig | None = None) -> TextTask:
     # The student's rows come from the training instances the teachers never saw, so the teachers'
     # outputs on them are honest held-out predictions, on labelled and unlabelled rows alike.
     rest = np.setdiff1d(np.arange(len(pool)), kept)
-    where = f"task {name!r} outside the teachers' own {len(kept)} training instances"
+    where = f"the training split of task {name!r}, less the teachers' own {len(kept)} instances,"
     rows, labelled = budget_rows(pool.labels[rest], budget, len(class_names), config.seed, where, "lower max_train to leave more")
     teacher_train, splits["train"] = splits["train"], pool.subset(rest[rows])
     logger.info("task %s: %s, %d of the %d training rows labelled; teachers train on %d others", name,
