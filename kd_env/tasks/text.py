@@ -31,9 +31,9 @@ logger = logging.getLogger(__name__)
 
 BUNDLED_TASKS = ("twitter-sentiment", "bbc-news")
 GLUE_PREFIX, USER_FILE_PREFIXES = "glue:", ("csv:", "tsv:", "json:", "jsonl:")
-# User-file prefix -> (``datasets`` loader, file extensions looked for in a folder, first one preferred).
 TEACHER_TRAIN = "teacher_train"
 """The teachers' own training data, as a view beside the three splits (``TextTask.teacher_views``)."""
+# User-file prefix -> (``datasets`` loader, file extensions looked for in a folder, first one preferred).
 USER_FILE_FORMATS = {"csv": ("csv", ("csv",)), "tsv": ("csv", ("tsv",)), "json": ("json", ("json", "jsonl")), "jsonl": ("json", ("jsonl", "json"))}
 
 
