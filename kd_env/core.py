@@ -118,9 +118,7 @@ class DistillationCore:
 
         # On the CPU the teacher logits stay the cache's memory-mapped arrays (no copy).
         self._labels = train.labels.to(self.device)
-        labelled = getattr(train, "labelled", None)
-        labelled = torch.ones(len(train), dtype=torch.bool) if labelled is None else labelled
-        self._labelled = labelled.to(self.device)
+        self._labelled = train.label_mask().to(self.device)
         self._teacher_logits = train.teacher_logits.to(self.device)
         self._soft_targets = soft_targets(self._teacher_logits, self.kd_config)
         projection = SemanticProjection.fit(train.semantic.numpy(), config.semantic_dim)

@@ -1,6 +1,8 @@
 """The distillation core: N envs of one core step as N cores of one env do, for every student kind
 (stacked ``head`` and ``bow``, the per-student loop for ``transformer``); the memory bound on N."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -106,3 +108,29 @@ def test_too_many_envs_for_the_memory_are_refused_before_allocating(small_env_kw
     monkeypatch.setattr(core_module, "available_memory", lambda: 64 * 2**20)
     with pytest.raises(ValueError, match=r"num_envs=100000 needs about .* GiB .* use at most \d+ envs"):
         DistillationCore(EnvConfig.from_kwargs(small_env_kwargs), num_envs=100_000)
+
+
+def test_labels_of_the_transfer_set_are_never_read(monkeypatch):
+    """A wrong label planted on every unlabelled training row changes no observation, reward, info
+    value or student weight: the loss, the features and the rewards read no label there."""
+    from kd_env.tasks.synthetic import build_synthetic_data
+
+    options = {"num_train": 256, "num_dev": 64, "num_test": 128, "labels": 48, "transfer": 160}
+    data = build_synthetic_data(options=options)
+    train = data.splits["train"]
+    unlabelled = ~train.label_mask()
+    assert unlabelled.sum() == 160
+    planted_labels = torch.where(unlabelled, (train.labels + 1) % data.num_classes, train.labels)
+    planted = dataclasses.replace(data, splits={**data.splits, "train": dataclasses.replace(train, labels=planted_labels)})
+    traces = []
+    for source in (data, planted):
+        monkeypatch.setattr(core_module, "build_distillation_data", lambda *args, source=source, **kwargs: source)
+        core = DistillationCore(EnvConfig.from_kwargs({"task": "synthetic", "batch_size": 16, "episode_steps": 4,
+                                                       "reward": "ce_gain", "empty_selection": "hard_label"}), num_envs=2)
+        generator = np.random.default_rng(0)
+        actions = [generator.integers(0, 2, size=(2, 16 * core.num_teachers)) for _ in range(6)]
+        trace = rollout(core, actions)
+        trace += [p.detach().numpy() for i in range(2) for p in core.student(i).parameters()]
+        traces.append(trace)
+    for j, (honest, lied_to) in enumerate(zip(*traces)):
+        np.testing.assert_array_equal(honest, lied_to, err_msg=f"value {j}")

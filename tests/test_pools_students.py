@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import kd_env  # noqa: F401 - registers the env ids
-from kd_env.teachers.pools import TEACHER_POOLS, pool_teachers
+from kd_env.teachers.pools import TEACHER_POOLS, ZOO_DOMAINS, pool_teachers
 from kd_env.teachers.slices import SliceSpec, cluster_assignments, slice_masks, teacher_training_labels
 from kd_env.students import BagStudent
 from kd_env.tasks import load_task
@@ -72,13 +72,24 @@ def test_bad_teacher_options_fail_at_spec_time(fields, message):
 def test_named_pools_resolve_to_specs_and_unknown_names_fail():
     for name in TEACHER_POOLS:
         specs = resolve_teacher_specs(name)
-        assert len(specs) == 3 and len({s.name for s in specs}) == 3
+        assert len(specs) >= 3 and len({s.name for s in specs}) == len(specs)
     biased = resolve_teacher_specs("biased-specialists")
     assert [s.slice for s in biased] == ["cluster:3:0", "cluster:3:1", "cluster:3:2"]
     assert {s.outside_slice for s in biased} == {"shift"}
     assert pool_teachers("default") is None
     with pytest.raises(ValueError, match="unknown teacher pool 'experts'"):
         resolve_teacher_specs("experts")
+
+
+@pytest.mark.parametrize("pool", ["zoo", "zoo-mixed"])
+def test_zoos_cover_each_domain_with_one_or_two_teachers_that_know_nothing_outside(pool):
+    specs = resolve_teacher_specs(pool)
+    assert len(specs) >= 6 and {s.tuning for s in specs} == {"head"} and {s.outside_slice for s in specs} == {"drop"}
+    domains = [SliceSpec.parse(s.slice) for s in specs]
+    assert {d.num_clusters for d in domains} == {ZOO_DOMAINS}
+    per_domain = np.bincount([d.cluster for d in domains], minlength=ZOO_DOMAINS)
+    assert set(per_domain.tolist()) == {1, 2}
+    assert len({s.encoder for s in specs}) >= 2
 
 
 def test_biased_class_specialist_is_taught_its_bias(tmp_path, tiny_bert, reviews_csv):

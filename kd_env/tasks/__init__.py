@@ -1,6 +1,7 @@
 """Tasks: a task name -> ``DistillationData`` (``dispatch.build_distillation_data``, the one place the
 env asks for its data), from the synthetic task (``synthetic``) or a text task (``text``: bundled, GLUE
-and user files) with its teachers' outputs (``text_data``); ``data`` holds the arrays' containers.
+and user files) with its teachers' outputs (``text_data``); ``data`` holds the arrays' containers, ``budget`` the
+label budget and transfer set (task options ``labels``, ``transfer``).
 
 The text-task names below are re-exported so that ``from kd_env.tasks import load_task`` keeps working.
 The dispatcher is not, since it imports the teachers, which import the text tasks.

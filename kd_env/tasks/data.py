@@ -25,6 +25,12 @@ class SplitData:
     cross-entropy against the gold label, unbounded (the observation's ``teacher_ce`` feature group is
     its squashed form, computed from the logits). ``expert_mask`` (N, K) marks the teachers known to
     be right for an instance, where the task knows it (the synthetic task); else None.
+
+    ``labelled`` (N,) bool marks the rows whose label the student may read (a label budget with an
+    unlabelled transfer set, ``kd_env.tasks.budget``); None = every row. ``labels`` holds the gold label
+    on every row all the same: on unlabelled rows it is the hidden truth, which only privileged
+    references (``teacher_correct``, ``expert_mask``) and analysis may read, never a loss, feature or
+    reward.
     """
 
     labels: torch.Tensor
@@ -33,6 +39,7 @@ class SplitData:
     teacher_logits: torch.Tensor
     raw_teacher_ce: torch.Tensor
     expert_mask: torch.Tensor | None = None
+    labelled: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -44,6 +51,10 @@ class SplitData:
         and reports, so they never disagree on ties or on which labels count as gold.
         """
         return self.teacher_logits.argmax(dim=-1) == self.labels[:, None]
+
+    def label_mask(self) -> torch.Tensor:
+        """(N,) bool: where the label may be read (every row when ``labelled`` is None)."""
+        return torch.ones(len(self), dtype=torch.bool) if self.labelled is None else self.labelled
 
     def validate(self, name: str, num_classes: int, num_teachers: int) -> None:
         n = len(self)
@@ -68,6 +79,11 @@ class SplitData:
                 raise ValueError(f"split {name!r}: student input {key!r} has {tensor.shape[0]} rows, expected {n}")
         if int(self.labels.min()) < 0 or int(self.labels.max()) >= num_classes:
             raise ValueError(f"split {name!r}: labels outside [0, {num_classes})")
+        if self.labelled is not None:
+            if self.labelled.dtype != torch.bool or tuple(self.labelled.shape) != (n,):
+                raise ValueError(f"split {name!r}: the labelled mask is {self.labelled.dtype} of shape {tuple(self.labelled.shape)}, expected bool ({n},)")
+            if not bool(self.labelled.any()):
+                raise ValueError(f"split {name!r}: no row is labelled")
 
 
 @dataclass(frozen=True)

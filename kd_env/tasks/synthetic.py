@@ -17,6 +17,10 @@ Two variants, by ``label_noise``:
 - ``> 0`` (the ``synthetic`` comparison preset uses 0.4): that share of training labels is flipped;
   dev and test keep clean labels. The experts' clean posterior is then worth more than the labels,
   and selecting them beats both hard labels and Avg-KD (measurements: docs/results.md).
+
+``labels=L`` and ``transfer=U`` (``kd_env.tasks.budget``) keep L labelled and U unlabelled rows of the
+``num_train`` generated ones, so tests can exercise a label budget on tiny data. Dev and test stay as
+they are without the options.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import torch
 from scipy.special import log_softmax
 
 from kd_env.errors import UserError
+from kd_env.tasks.budget import LabelBudget, budget_rows
 from kd_env.tasks.data import SPLITS, DistillationData, SplitData
 from kd_env.options import config_from_options
 
@@ -55,8 +60,13 @@ class SyntheticConfig:
     teachers still give the clean posterior, so with noise they know more than the labels."""
     seed: int = 0
     """Seed of the data and the teachers (the student and batch order are seeded by ``reset``)."""
+    labels: int | None = None
+    """Label budget: keep this many labelled training rows (stratified) of the ``num_train`` generated."""
+    transfer: int = 0
+    """With ``labels``: keep this many further training rows, unlabelled."""
 
     def __post_init__(self) -> None:
+        LabelBudget(self.labels, self.transfer)  # a bad budget fails here, before any data is made
         if self.num_classes < 2:
             raise UserError(f"num_classes must be >= 2, got {self.num_classes}")
         if not 1 <= self.experts_per_cluster < self.num_teachers:
@@ -111,6 +121,7 @@ def build_synthetic_data(teachers: list[str] | None = None, options: dict | None
         for e in range(config.experts_per_cluster):
             experts[cluster, (cluster * config.experts_per_cluster + e) % k] = True
 
+    budget = LabelBudget(config.labels, config.transfer)
     splits = {}
     sizes = {"train": config.num_train, "dev": config.num_dev, "test": config.num_test}
     for split in SPLITS:
@@ -121,11 +132,19 @@ def build_synthetic_data(teachers: list[str] | None = None, options: dict | None
         wrong_logits = x @ wrong_rule
         true_probs = np.exp(log_softmax(true_logits, axis=-1))
         labels = (rng.random((n, 1)) > np.cumsum(true_probs, axis=1)).sum(axis=1).clip(0, c - 1)
-        if split == "train":
-            labels = _flip_labels(labels, config.label_noise, c, config.seed)
-        expert_mask = experts[cluster]
         # Every teacher adds its own small logit noise, so no two teachers are exact copies.
         jitter = rng.normal(0.0, 0.1, size=(n, k, c))
+        labelled = None
+        if split == "train":
+            noisy = _flip_labels(labels, config.label_noise, c, config.seed)
+            if budget.active:
+                rows, labelled = budget_rows(labels, budget, c, config.seed, f"the synthetic training split (num_train={n})")
+                cluster, x, true_logits, wrong_logits, jitter = (a[rows] for a in (cluster, x, true_logits, wrong_logits, jitter))
+                # Annotation noise lands on labelled rows only: the others' hidden truth is the clean label.
+                labels = np.where(labelled, noisy[rows], labels[rows])
+            else:
+                labels = noisy
+        expert_mask = experts[cluster]
         logits = np.where(expert_mask[:, :, None], true_logits[:, None, :], wrong_logits[:, None, :]) + jitter
         logits = logits[:, teacher_index]
         log_probs = log_softmax(logits, axis=-1)
@@ -138,6 +157,7 @@ def build_synthetic_data(teachers: list[str] | None = None, options: dict | None
             teacher_logits=torch.tensor(logits, dtype=torch.float32),
             raw_teacher_ce=torch.tensor(ce, dtype=torch.float32),
             expert_mask=torch.tensor(expert_mask[:, teacher_index]),
+            labelled=None if labelled is None else torch.from_numpy(labelled),
         )
     return DistillationData(
         task="synthetic",

@@ -25,12 +25,15 @@ import numpy as np
 
 from kd_env.assets import package_file
 from kd_env.errors import UserError
+from kd_env.tasks.budget import LabelBudget, budget_rows, stratified_sample
 from kd_env.tasks.data import SPLITS
 
 logger = logging.getLogger(__name__)
 
 BUNDLED_TASKS = ("twitter-sentiment", "bbc-news")
 GLUE_PREFIX, USER_FILE_PREFIXES = "glue:", ("csv:", "tsv:", "json:", "jsonl:")
+TEACHER_TRAIN = "teacher_train"
+"""The teachers' own training data, as a view beside the three splits (``TextTask.teacher_views``)."""
 # User-file prefix -> (``datasets`` loader, file extensions looked for in a folder, first one preferred).
 USER_FILE_FORMATS = {"csv": ("csv", ("csv",)), "tsv": ("csv", ("tsv",)), "json": ("json", ("json", "jsonl")), "jsonl": ("json", ("jsonl", "json"))}
 
@@ -88,8 +91,15 @@ class TaskConfig:
     """User files: their text encoding (``latin-1``, ``cp1252``, ...)."""
     glue_path: str = "glue"
     """What ``datasets.load_dataset`` is given for GLUE: the hub name, or a local copy of its layout."""
+    labels: int | None = None
+    """Label budget: the student's training split becomes ``labels`` labelled rows plus ``transfer``
+    unlabelled ones, drawn from the training instances the teachers were not trained on
+    (``kd_env.tasks.budget``); None = the student trains on the teachers' training split, all labelled."""
+    transfer: int = 0
+    """Unlabelled transfer rows (with ``labels``): the student learns from the teachers alone there."""
 
     def __post_init__(self) -> None:
+        LabelBudget(self.labels, self.transfer)  # a bad budget fails here, before any data is read
         try:
             codecs.lookup(self.encoding)
         except LookupError:
@@ -101,6 +111,10 @@ class TaskConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UserError(f"{name} must be >= 1 or None, got {value}")
+
+    @property
+    def budget(self) -> LabelBudget:
+        return LabelBudget(self.labels, self.transfer)
 
 
 TASK_OPTION_NAMES = tuple(f.name for f in fields(TaskConfig))
@@ -127,9 +141,28 @@ class TextSplit:
 
 @dataclass(frozen=True)
 class TextTask:
+    """A task's splits as the student sees them, and what the teachers train on.
+
+    With a label budget, ``labelled`` (bool, one per training row) marks the rows whose label the
+    student may read, and ``teacher_train`` holds the teachers' own training data, disjoint from the
+    student's rows; else both are None (every row labelled, teachers train on ``splits["train"]``).
+    """
+
     name: str
     class_names: tuple[str, ...]
     splits: dict[str, TextSplit]
+    labelled: np.ndarray | None = None
+    teacher_train: TextSplit | None = None
+
+    @property
+    def teacher_data(self) -> TextSplit:
+        """The split the teachers are fine-tuned on."""
+        return self.splits["train"] if self.teacher_train is None else self.teacher_train
+
+    def teacher_views(self) -> dict[str, TextSplit]:
+        """Every set of rows a teacher reads: the three splits it is run on, and ``TEACHER_TRAIN``,
+        the data it is fine-tuned on (the train split itself unless a label budget set it apart)."""
+        return {**self.splits, TEACHER_TRAIN: self.teacher_data}
 
     def fingerprint(self) -> str:
         """A content hash of the task's data: caches keyed by it follow any change of text, label or split."""
@@ -139,8 +172,12 @@ class TextTask:
     def _fingerprint(self) -> str:
         """Hashed once per task object: every teacher's and embedding's cache key asks for it."""
         digest = hashlib.sha256(repr(self.class_names).encode())
-        for split in SPLITS:
-            data = self.splits[split]
+        # The labelled mask is left out: no cached array depends on it, so label budgets with the same
+        # rows share their teachers and embeddings.
+        parts = [(split, self.splits[split]) for split in SPLITS]
+        if self.teacher_train is not None:
+            parts.append((TEACHER_TRAIN, self.teacher_train))
+        for split, data in parts:
             digest.update(split.encode())
             for i, text in enumerate(data.texts):
                 digest.update(text.encode("utf-8", "surrogatepass") + b"\x00")
@@ -166,12 +203,27 @@ def load_task(name: str, config: TaskConfig | None = None) -> TextTask:
         raise UserError(f"unknown task {name!r}; available: {text_task_names()}")
     caps = {**DEFAULT_CAPS.get(name, {}), **{k: getattr(config, k) for k in ("max_train", "max_dev", "max_test") if getattr(config, k)}}
     rng = np.random.default_rng(config.seed + 1)
+    pool, kept = splits["train"], np.arange(len(splits["train"]))
     for split, key in zip(SPLITS, ("max_train", "max_dev", "max_test")):
         if caps.get(key) and len(splits[split]) > caps[key]:
-            splits[split] = splits[split].subset(_stratified_sample(splits[split].labels, caps[key], rng))
+            chosen = stratified_sample(splits[split].labels, caps[key], rng)
+            if split == "train":
+                kept = chosen
+            splits[split] = splits[split].subset(chosen)
     _check_every_class_present(name, splits, class_names)
-    logger.info("task %s: %s", name, {split: len(data) for split, data in splits.items()})
-    return TextTask(name, tuple(class_names), splits)
+    budget = config.budget
+    if not budget.active:
+        logger.info("task %s: %s", name, {split: len(data) for split, data in splits.items()})
+        return TextTask(name, tuple(class_names), splits)
+    # The student's rows come from the training instances the teachers never saw, so the teachers'
+    # outputs on them are honest held-out predictions, on labelled and unlabelled rows alike.
+    rest = np.setdiff1d(np.arange(len(pool)), kept)
+    where = f"the training split of task {name!r}, less the teachers' own {len(kept)} instances,"
+    rows, labelled = budget_rows(pool.labels[rest], budget, len(class_names), config.seed, where, "lower max_train to leave more")
+    teacher_train, splits["train"] = splits["train"], pool.subset(rest[rows])
+    logger.info("task %s: %s, %d of the %d training rows labelled; teachers train on %d others", name,
+                {split: len(data) for split, data in splits.items()}, int(labelled.sum()), len(labelled), len(teacher_train))
+    return TextTask(name, tuple(class_names), splits, labelled=labelled, teacher_train=teacher_train)
 
 
 def _load_twitter_sentiment() -> tuple[list[str], list[int], list[str]]:
@@ -396,17 +448,6 @@ def _split_records(
             start += size
         chosen[parts[0]].extend(members[start:].tolist())
     return {part: records.subset(sorted(indices)) for part, indices in chosen.items()}
-
-
-def _stratified_sample(labels: np.ndarray, size: int, rng: np.random.Generator) -> list[int]:
-    """``size`` indices keeping each class's share (largest remainders round up), in index order."""
-    classes, counts = np.unique(labels, return_counts=True)
-    exact = counts * size / counts.sum()
-    quota = np.floor(exact).astype(int)
-    for i in np.argsort(-(exact - quota), kind="stable")[: size - quota.sum()]:
-        quota[i] += 1
-    chosen = [rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quota)]
-    return sorted(np.concatenate(chosen).tolist())
 
 
 def _check_every_class_present(name: str, splits: dict[str, TextSplit], class_names: Sequence[str]) -> None:

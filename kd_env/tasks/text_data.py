@@ -70,6 +70,7 @@ def build_text_data(
             semantic=vectors,
             teacher_logits=outputs.logits,
             raw_teacher_ce=outputs.ce,
+            labelled=torch.from_numpy(text_task.labelled) if split == "train" and text_task.labelled is not None else None,
         )
     for name, accuracy in cache.accuracies().items():
         logger.info("teacher %s: dev %.3f, test %.3f", name, accuracy["dev"], accuracy["test"])

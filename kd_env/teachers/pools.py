@@ -9,12 +9,21 @@ pools differ in where the teachers' errors lie:
 | `specialists`        | one per k-means cluster (3) of the MiniLM-L6 vectors, trained on that cluster only |
 | `biased-specialists` | the same, but taught gold + 1 outside their cluster: confidently wrong there     |
 | `mixed-quality`      | a clean teacher, one trained on 40% flipped labels, one on 5% of the data        |
+| `zoo`                | 6 domain teachers on 4 k-means domains, over MiniLM-L6, MiniLM-L3 and MPNet vectors |
+| `zoo-mixed`          | 6 domain teachers on 4 domains: strong (MPNet) and weak (MiniLM-L3, a fifth of the data) |
 | `default`            | the task's default teachers (``DEFAULT_TEACHERS``, fine-tuned for 1 epoch)       |
 
-The three named pools are head-tuned (``tuning="head"``: an MLP over the frozen MiniLM-L6 vectors, which
-the env caches anyway), so preparing one takes seconds. In the specialist pools each instance has one
+The named pools are head-tuned (``tuning="head"``: an MLP over a frozen encoder's cached vectors), so
+preparing one takes seconds once the vectors are cached. In the specialist pools each instance has one
 teacher that learned its cluster honestly, so "select the teacher that is right" has a known answer
 on real text.
+
+The zoos are what a practitioner downloads: teachers trained elsewhere, each on its own domain and
+knowing nothing outside it (``drop``), on encoders of different strength. Two of the four domains have
+two teachers, two have one, so each instance is in-domain for one or two of them. Domains are k-means
+clusters of the MiniLM-L6 vectors (the task option ``semantic_encoder``) for every teacher, whatever
+its own encoder. Each teacher's accuracy in and out of its domain: docs/results.md
+(``scripts/pool_accuracy.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +32,13 @@ from kd_env.errors import UserError
 
 NUM_SLICES = 3
 HEAD = {"encoder": "minilm-l6", "tuning": "head", "learning_rate": 1e-3, "epochs": 30, "evals_per_epoch": 1}
+ZOO_DOMAINS = 4
+WEAK = {"encoder": "minilm-l3", "train_fraction": 0.2}
+"""A weak zoo teacher: the smallest encoder, and a fifth of its domain's data."""
+
+
+def _domain_teacher(name: str, domain: int, **fields) -> dict:
+    return {"name": f"domain{domain}-{name}", **HEAD, **fields, "slice": f"cluster:{ZOO_DOMAINS}:{domain}", "outside_slice": "drop"}
 
 
 def _specialists(outside: str) -> list[dict]:
@@ -40,6 +56,24 @@ TEACHER_POOLS: dict[str, list | None] = {
         {"name": "clean", **HEAD},
         {"name": "noisy-labels", **HEAD, "label_noise": 0.4},
         {"name": "little-data", **HEAD, "train_fraction": 0.05},
+    ],
+    # Every encoder twice; domains 0 and 1 have two teachers, 2 and 3 one.
+    "zoo": [
+        _domain_teacher("minilm-l6", 0, encoder="minilm-l6"),
+        _domain_teacher("mpnet", 0, encoder="mpnet-base"),
+        _domain_teacher("minilm-l3", 1, encoder="minilm-l3"),
+        _domain_teacher("mpnet", 1, encoder="mpnet-base"),
+        _domain_teacher("minilm-l6", 2, encoder="minilm-l6"),
+        _domain_teacher("minilm-l3", 3, encoder="minilm-l3"),
+    ],
+    # A strong and a weak teacher on domains 0 and 1; domain 2 has only a strong one, domain 3 only a weak one.
+    "zoo-mixed": [
+        _domain_teacher("strong-mpnet", 0, encoder="mpnet-base"),
+        _domain_teacher("weak-minilm-l3", 0, **WEAK),
+        _domain_teacher("strong-mpnet", 1, encoder="mpnet-base"),
+        _domain_teacher("weak-minilm-l3", 1, **WEAK),
+        _domain_teacher("strong-mpnet", 2, encoder="mpnet-base"),
+        _domain_teacher("weak-minilm-l3", 3, **WEAK),
     ],
 }
 

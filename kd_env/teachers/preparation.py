@@ -24,9 +24,9 @@ from kd_env.cache import ArrayStore, CacheEntry, cache_root
 from kd_env.devices import resolve_device, runtime_key
 from kd_env.errors import UserError
 from kd_env.tasks.data import SPLITS, TEACHER_ARRAYS
-from kd_env.tasks.text import TextTask
+from kd_env.tasks.text import TEACHER_TRAIN, TextTask
 from kd_env.teachers.checkpoints import CheckpointTeacher, check_labels, prepare_checkpoint_teacher
-from kd_env.teachers.embeddings import embedding_description, sentence_embeddings
+from kd_env.teachers.embeddings import embedding_description, sentence_embeddings, view_vectors
 from kd_env.teachers.heads import HeadClassifier, VectorRows
 from kd_env.teachers.slices import SliceSpec, cluster_assignments, slice_masks, teacher_training_labels
 from kd_env.teachers.specs import CODE_VERSION, PreparationConfig, TeacherSpec
@@ -112,9 +112,10 @@ def teacher_description(task: TextTask, spec: TeacherSpec, config: PreparationCo
 
 
 def teacher_slices(task: TextTask, specs: list[TeacherSpec], config: PreparationConfig) -> dict[str, dict[str, np.ndarray]]:
-    """Each distinct slice of ``specs`` -> its per-split masks; refuses a slice too small to train on
-    before any teacher is fine-tuned."""
-    labels = {split: task.splits[split].labels for split in SPLITS}
+    """Each distinct slice of ``specs`` -> its masks per teacher view (``TextTask.teacher_views``);
+    refuses a slice too small to train on before any teacher is fine-tuned. Cluster centres are fitted
+    to the teachers' own training data."""
+    labels = {view: rows.labels for view, rows in task.teacher_views().items()}
     masks: dict[str, dict[str, np.ndarray]] = {}
     assignments: dict[int, dict[str, np.ndarray]] = {}  # number of clusters -> per-split cluster ids
     for spec in specs:
@@ -123,11 +124,10 @@ def teacher_slices(task: TextTask, specs: list[TeacherSpec], config: Preparation
         parsed = SliceSpec.parse(spec.slice)
         parsed.validate_classes(len(task.class_names))
         if parsed.kind == "cluster" and parsed.num_clusters not in assignments:
-            entry = sentence_embeddings(task, config)
-            vectors = {split: np.asarray(entry.array(f"{split}.vectors")) for split in SPLITS}
-            assignments[parsed.num_clusters] = cluster_assignments(vectors, parsed.num_clusters)
+            vectors = view_vectors(task, sentence_embeddings(task, config))
+            assignments[parsed.num_clusters] = cluster_assignments(vectors, parsed.num_clusters, fit_on=TEACHER_TRAIN)
         masks[spec.slice] = slice_masks(parsed, labels, assignments.get(parsed.num_clusters))
-        size = int(masks[spec.slice]["train"].sum())
+        size = int(masks[spec.slice][TEACHER_TRAIN].sum())
         if size < spec.batch_size:
             raise UserError(f"teacher {spec.name!r}: slice {spec.slice!r} holds {size} training instances, fewer than one batch ({spec.batch_size})")
     return masks
@@ -170,10 +170,10 @@ def _build_teacher(task: TextTask, spec: TeacherSpec, config: PreparationConfig,
 
     torch_device = resolve_device(config.device)
     started = time.perf_counter()
-    labels = {split: task.splits[split].labels for split in SPLITS}
+    labels = {view: rows.labels for view, rows in task.teacher_views().items()}
     # The teacher's dev labels follow the same rule as its training labels: a biased teacher's own
     # checkpoint selection cannot see the gold labels it was never given.
-    train_ids, taught = _taught_labels(spec, labels, masks, "train", len(task.class_names))
+    train_ids, taught = _taught_labels(spec, labels, masks, TEACHER_TRAIN, len(task.class_names))
     dev_ids, dev_taught = _taught_labels(spec, labels, masks, "dev", len(task.class_names))
     if spec.train_fraction < 1.0:
         size = max(1, round(spec.train_fraction * len(train_ids)))
@@ -181,7 +181,7 @@ def _build_teacher(task: TextTask, spec: TeacherSpec, config: PreparationConfig,
         train_ids, taught = train_ids[keep], taught[keep]
     encoded, model = _teacher_inputs_and_model(task, spec, config)
     model = model.to(torch_device)
-    train_subset = encoded["train"].subset(train_ids)
+    train_subset = encoded[TEACHER_TRAIN].subset(train_ids)
     tune = FineTuneConfig(spec.epochs, spec.learning_rate, spec.batch_size, spec.warmup_fraction, spec.evals_per_epoch, spec.seed)
     summary = fine_tune(model, (train_subset, taught), (encoded["dev"].subset(dev_ids), dev_taught), tune, torch_device,
                         config.mixed_precision, desc=f"fine-tune {spec.name} on {task.name}")
@@ -204,22 +204,27 @@ def _build_teacher(task: TextTask, spec: TeacherSpec, config: PreparationConfig,
 
 
 def _teacher_inputs_and_model(task: TextTask, spec: TeacherSpec, config: PreparationConfig):
-    """Each split as the teacher reads it, and its freshly initialised model (seeded by the spec)."""
+    """Each teacher view as the teacher reads it, and its freshly initialised model (seeded by the spec)."""
     if spec.tuning == "head":
         entry = sentence_embeddings(task, dataclasses.replace(config, semantic_encoder=spec.encoder, semantic_max_length=spec.max_length))
-        encoded = {split: VectorRows(np.asarray(entry.array(f"{split}.vectors"))) for split in SPLITS}
+        encoded = {view: VectorRows(vectors) for view, vectors in view_vectors(task, entry).items()}
         build = lambda: HeadClassifier(encoded["train"].vectors.shape[1], len(task.class_names))  # noqa: E731
     else:
         tokenizer = load_tokenizer(spec.encoder, config.cache_dir)
         encoded = {split: encode(tokenizer, task.splits[split], spec.max_length) for split in SPLITS}
+        encoded[TEACHER_TRAIN] = encoded["train"] if task.teacher_train is None else encode(tokenizer, task.teacher_train, spec.max_length)
         build = lambda: TextClassifier(load_encoder(spec.encoder, spec.num_layers, config.cache_dir), len(task.class_names))  # noqa: E731
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
         return encoded, build()
 
 
+# Seeds of the label corruption per view: what the teacher is fine-tuned on, and what picks its checkpoint.
+_TAUGHT_SEED_OFFSETS = {TEACHER_TRAIN: 0, "dev": 1}
+
+
 def _taught_labels(spec: TeacherSpec, labels: dict[str, np.ndarray], masks: dict[str, np.ndarray] | None, split: str, num_classes: int):
-    seed = spec.seed + SPLITS.index(split)
+    seed = spec.seed + _TAUGHT_SEED_OFFSETS[split]
     ids, taught = teacher_training_labels(labels[split], None if masks is None else masks[split], spec.outside_slice, spec.label_noise, num_classes, seed)
     if len(ids) == 0:
         raise UserError(f"teacher {spec.name!r}: slice {spec.slice!r} holds no {split} instances")

@@ -73,10 +73,10 @@ def nearest_centre(vectors: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return distances.argmin(axis=1)
 
 
-def cluster_assignments(vectors: dict[str, np.ndarray], num_clusters: int) -> dict[str, np.ndarray]:
-    """Per split, each instance's cluster: k-means fitted on the training split, the others assigned to
-    the nearest training centre. Every ``cluster:M:i`` slice of one M shares these."""
-    centres = kmeans_centres(vectors["train"], num_clusters)
+def cluster_assignments(vectors: dict[str, np.ndarray], num_clusters: int, fit_on: str = "train") -> dict[str, np.ndarray]:
+    """Per split, each instance's cluster: k-means fitted on the ``fit_on`` split, the others assigned to
+    the nearest centre. Every ``cluster:M:i`` slice of one M shares these."""
+    centres = kmeans_centres(vectors[fit_on], num_clusters)
     return {split: nearest_centre(split_vectors, centres) for split, split_vectors in vectors.items()}
 
 
