@@ -76,7 +76,12 @@ def test_named_pools_resolve_to_specs_and_unknown_names_fail():
     biased = resolve_teacher_specs("biased-specialists")
     assert [s.slice for s in biased] == ["cluster:3:0", "cluster:3:1", "cluster:3:2"]
     assert {s.outside_slice for s in biased} == {"shift"}
-    assert pool_teachers("default") is None
+    assert {s.tuning for s in resolve_teacher_specs(None)} == {"head"}  # the cheap default (docs/benchmarks.md)
+    assert resolve_teacher_specs(None) == resolve_teacher_specs("default")
+    assert {s.tuning for s in resolve_teacher_specs("fine-tuned")} == {"full"}
+    assert pool_teachers("fine-tuned") == ["minilm-l6", "minilm-l3", "mpnet-l3"]
+    mixed = resolve_teacher_specs(["minilm-l6", "biased-specialists"])  # a pool name inside a list
+    assert [s.name for s in mixed] == ["minilm-l6", *(s.name for s in biased)]
     with pytest.raises(ValueError, match="unknown teacher pool 'experts'"):
         resolve_teacher_specs("experts")
 

@@ -9,10 +9,12 @@ pools differ in where the teachers' errors lie:
 | `specialists`        | one per k-means cluster (3) of the MiniLM-L6 vectors, trained on that cluster only |
 | `biased-specialists` | the same, but taught gold + 1 outside their cluster: confidently wrong there     |
 | `mixed-quality`      | a clean teacher, one trained on 40% flipped labels, one on 5% of the data        |
-| `default`            | the task's default teachers (``DEFAULT_TEACHERS``, fine-tuned for 1 epoch)       |
+| `default`            | the default teachers: MiniLM-L6 and MiniLM-L3 heads, and a L6 head on 10% of the data |
+| `fine-tuned`         | MiniLM-L6, MiniLM-L3 and MPNet (3 layers), each fine-tuned for 1 epoch (minutes each) |
 
-The three named pools are head-tuned (``tuning="head"``: an MLP over the frozen MiniLM-L6 vectors, which
-the env caches anyway), so preparing one takes seconds. In the specialist pools each instance has one
+All but `fine-tuned` are head-tuned (``tuning="head"``: an MLP over the frozen MiniLM-L6 vectors, which
+the env caches anyway), so preparing one takes seconds (``default``: under a minute from an empty cache,
+docs/benchmarks.md). In the specialist pools each instance has one
 teacher that learned its cluster honestly, so "select the teacher that is right" has a known answer
 on real text.
 """
@@ -30,8 +32,10 @@ def _specialists(outside: str) -> list[dict]:
     ]
 
 
-TEACHER_POOLS: dict[str, list | None] = {
-    "default": None,
+TEACHER_POOLS: dict[str, list] = {
+    # Names of ``kd_env.teachers.specs.NAMED_TEACHERS``.
+    "default": ["minilm-l6-head", "minilm-l3-head", "minilm-l6-head-10pct"],
+    "fine-tuned": ["minilm-l6", "minilm-l3", "mpnet-l3"],
     "specialists": _specialists("drop"),
     "biased-specialists": _specialists("shift"),
     "mixed-quality": [
@@ -42,9 +46,16 @@ TEACHER_POOLS: dict[str, list | None] = {
 }
 
 
-def pool_teachers(name: str) -> list | None:
-    """The teacher list of a named pool (None = the task's defaults)."""
+def pool_teachers(name: str) -> list:
+    """The teacher list of a named pool."""
     if name not in TEACHER_POOLS:
         raise ValueError(f"unknown teacher pool {name!r}; available: {sorted(TEACHER_POOLS)}")
-    pool = TEACHER_POOLS[name]
-    return None if pool is None else [spec if isinstance(spec, str) else dict(spec) for spec in pool]
+    return [spec if isinstance(spec, str) else dict(spec) for spec in TEACHER_POOLS[name]]
+
+
+def expand_pools(teachers: list) -> list:
+    """A teacher list in which pool names stand for their teachers (``[biased-specialists]``)."""
+    expanded = []
+    for teacher in teachers:
+        expanded.extend(pool_teachers(teacher) if isinstance(teacher, str) and teacher in TEACHER_POOLS else [teacher])
+    return expanded
