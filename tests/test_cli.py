@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 
 from experiments.grids import GridSpec, parse_seeds
 from kd_cli.app import app
+from kd_cli.env_options import NOT_FLAGS, flag_name, help_text
+from kd_env.config import PROFILES, EnvConfig
 from kd_cli.options import parse_grid, parse_pairs
 
 runner = CliRunner()
@@ -30,6 +32,78 @@ def test_help_lists_subcommands_and_every_flag_has_help():
         for param in command.params:
             assert getattr(param, "help", None), f"{name} {param.name}"
         assert runner.invoke(app, [name, "--help"]).exit_code == 0
+
+
+ENV_SUBCOMMANDS = {"train": (), "compare": ("task",), "sweep": (), "distill": (), "bench": ()}
+"""Subcommands with every env flag, less the fields they take another way (compare: a repeatable --task)."""
+
+
+def test_every_config_field_is_a_flag_with_its_docstring():
+    """The env flags are built from EnvConfig: a new field is a new flag, its help the field's docstring."""
+    group = typer.main.get_command(app)
+    for name, exclude in ENV_SUBCOMMANDS.items():
+        params = {opt: param for param in group.commands[name].params for opt in param.opts}
+        for field in EnvConfig.__dataclass_fields__:
+            if field in NOT_FLAGS or field in exclude:
+                continue
+            flag = flag_name(field)
+            assert flag in params, f"{name} has no {flag}"
+            assert params[flag].help.startswith(help_text(field)), f"{name} {flag}"
+        assert "--profile" in params and "--env-kwargs" in params
+    prepare = {opt for param in group.commands["prepare"].params for opt in param.opts}
+    assert {"--task", "--teacher", "--task-options"} <= prepare
+
+
+def test_choices_come_from_the_registries():
+    result = runner.invoke(app, ["train", "--agent", "avg_kd", "--total-steps", "5", "--reward", "nope"])
+    assert result.exit_code == 2 and "ce_gain" in result.output and "dev_gain" in result.output
+    result = runner.invoke(app, ["compare", "--preset", "huge"])
+    assert result.exit_code == 2 and "demo" in result.output
+    help_text_ = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "400"}).output
+    assert all(name in help_text_ for name in ("bow", "transformer", "mtkd_rl", "ppo_instance", "weighted_ce", "all_teachers", "recommended"))
+
+
+def test_env_flags_profile_and_env_kwargs_flow_into_the_run(monkeypatch):
+    import agents.training
+
+    seen = {}
+
+    def capture(config, **_):
+        seen["config"] = config
+        raise ValueError("stop")
+
+    monkeypatch.setattr(agents.training, "train", capture)
+    args = ["train", "--agent", "avg_kd", "--total-steps", "5", "--task", "synthetic", "--batch-size", "16", "--teacher", "biased-specialists",
+            "--no-tau-squared", "--feature", "semantic", "--feature", "teacher_ce", "--student-options", "num_layers=2",
+            "--env-kwargs", "alpha=0.3", "--env-kwargs", "batch_size=8"]
+    runner.invoke(app, args)
+    assert seen["config"].env_kwargs == {**PROFILES["recommended"].kwargs(), "task": "synthetic", "batch_size": 16, "teachers": ["biased-specialists"],
+                                         "tau_squared": False, "features": ["semantic", "teacher_ce"], "student_options": {"num_layers": 2}, "alpha": 0.3}
+    runner.invoke(app, ["train", "--agent", "avg_kd", "--total-steps", "5", "--profile", "paper"])
+    assert seen["config"].env_kwargs == {}  # the paper profile is the env's defaults
+
+
+def test_a_pool_name_works_wherever_teachers_are_named(tmp_path, monkeypatch):
+    import experiments.compare
+    from kd_env.teachers import resolve_teacher_specs
+
+    seen = []
+    monkeypatch.setattr(experiments.compare, "run_grid", lambda preset, *args: seen.append(preset) or 0)
+    monkeypatch.setattr("experiments.report_files.write_report", lambda *args: "report")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["compare", "--task", "twitter-sentiment", "--teacher", "biased-specialists", "--agents", "avg_kd", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("task: twitter-sentiment\nagents: avg_kd\nteachers: biased-specialists\n")
+    result = runner.invoke(app, ["compare", "--grid", str(grid), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    grid.write_text("task: twitter-sentiment\nagents: avg_kd\nteachers: [biased-specialists, minilm-l6-head]\n")
+    assert runner.invoke(app, ["compare", "--grid", str(grid), "--out", str(out)]).exit_code == 0
+    teachers = [preset.common_env_kwargs["teachers"] for preset in seen]
+    assert teachers == [["biased-specialists"], "biased-specialists", ["biased-specialists", "minilm-l6-head"]]
+    names = [[spec.name for spec in resolve_teacher_specs(t)] for t in teachers]
+    clusters = ["cluster0-specialist", "cluster1-specialist", "cluster2-specialist"]
+    assert names == [clusters, clusters, [*clusters, "minilm-l6-head"]]
 
 
 def test_option_syntax_pairs_json_objects_and_grids():
@@ -105,7 +179,9 @@ def no_compute(monkeypatch):
     (["compare", "--task", "synthetic", "--agents", "avg_kd,dqn"], "unknown agent 'dqn'"),
     (["compare", "--task", "synthetic", "--seeds", "0-x"], "malformed seeds '0-x'"),
     (["compare", "--preset", "quick", "--agents", "avg_kd"], "either --preset or an ad-hoc grid"),
-    (["compare", "--preset", "huge"], "unknown preset 'huge'"),
+    (["compare", "--task", "synthetic", "--agents", "reinforce", "--epochs", "1"], "reinforce's recipe pre-trains .* give at least 2 epochs"),
+    (["distill", "--task", "synthetic", "--out", "OUT", "--epochs", "1"], "reinforce's recipe pre-trains .* give at least 2 epochs"),
+    (["distill", "--task", "synthetic"], "distill needs --out"),
     (["compare", "--preset", "quick", "--report-only", "--out", "OUT"], "no results in .*results.jsonl to report"),
     (["sweep", "--agents", "avg_kd,dqn", "--total-steps", "5"], "unknown agent 'dqn'"),
     (["train", "--agent", "dqn", "--total-steps", "5"], "unknown agent 'dqn'"),
