@@ -116,3 +116,16 @@ def field_docs(cls: type = EnvConfig) -> dict[str, str]:
             if isinstance(value, ast.Constant) and isinstance(value.value, str):
                 docs[statement.target.id] = " ".join(value.value.split())
     return docs
+
+
+def closest_profile(kwargs: dict) -> tuple[str, dict]:
+    """The profile nearest to these env kwargs and the settings that differ from it (only the fields
+    some profile sets: the task, teachers and student are not settings a profile names)."""
+    profiled = sorted({name for config in PROFILES.values() for name in config.kwargs()})
+    values = {name: kwargs.get(name, getattr(EnvConfig(), name)) for name in profiled}
+
+    def differences(name: str) -> dict:
+        return {key: value for key, value in values.items() if getattr(PROFILES[name], key) != value}
+
+    name = min(PROFILES, key=lambda name: len(differences(name)))
+    return name, differences(name)

@@ -220,3 +220,21 @@ def test_old_entry_points_still_run():
     for script, flag in (("compare.py", "--preset"), ("train.py", "--checkpoint-every")):
         result = subprocess.run([sys.executable, str(root / "scripts" / script), "--help"], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0 and flag in result.stdout, result.stderr
+
+
+def test_distill_output_and_card_call_out_a_blind_selector(tmp_path, monkeypatch):
+    import experiments.distill
+    from experiments.model_card import model_card
+
+    warning = "the selector selects no teacher, right or wrong, so the student equals Avg-KD's (an empty selection means all teachers)"
+    run = {"dev_accuracy": 0.5, "test_accuracy": 0.5, "dev_macro_f1": 0.4, "test_macro_f1": 0.4, "env_steps": 10,
+           "selection": {"teachers": ["a"], "rate_when_correct": [0.0], "rate_when_wrong": [0.0]}}
+    summary = {"task": "synthetic", "agent": "reinforce", "student": "head", "epochs": 2, "seed": 0, "out": str(tmp_path), "spec": {"profile": "recommended"},
+               "settings": {"empty_selection": "all_teachers"}, "agent_kwargs": {}, "classes": ["a", "b"], "sizes": {"train": 1, "dev": 1, "test": 1},
+               "teachers": {"a": {"dev_accuracy": 0.5, "test_accuracy": 0.5}}, "student_size": {"parameters": 10, "disk_mb": 0.1},
+               "runs": {"reinforce": run}, "warnings": [warning]}
+    monkeypatch.setattr(experiments.distill, "distill", lambda spec: summary)
+    result = runner.invoke(app, ["distill", "--task", "synthetic", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0 and f"warning: {warning}" in result.stderr
+    card = model_card(summary)
+    assert f"> **Warning:** {warning}." in card and "learns from all teachers" in card and "Size: 10 parameters" in card
