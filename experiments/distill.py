@@ -125,7 +125,9 @@ def distill(spec: DistillSpec) -> dict:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    pending = [(run.entry, capped(run.config, spec.max_steps, run.entry.epoch_kwargs)) for run in pending_runs(preset, set(), out / "runs")]
+    # One run at a time, so each shows its progress bar (a grid's runs log a line each instead).
+    pending = [(run.entry, replace(capped(run.config, spec.max_steps, run.entry.epoch_kwargs), progress_bar=True))
+               for run in pending_runs(preset, set(), out / "runs")]
     runs = {}
     for position, (entry, config) in enumerate(pending, 1):
         log.info("distill run %d/%d: %s, %d env steps", position, len(pending), entry.label, config.total_steps)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from agents.base import Agent
 from agents.heuristics import PrivilegedRule
@@ -25,7 +26,7 @@ def selection_profile(agent: Agent, env, steps: int | None = None) -> dict:
     teacher_right = probe.data.splits["train"].teacher_correct().numpy()
     obs, _ = probe.reset(options={"keep_student": True})
     chosen, right = [], []
-    for _ in range(steps or probe.episode_steps):
+    for _ in tqdm(range(steps or probe.episode_steps), desc="selection profile", unit="step", leave=False):
         action = agent.predict(obs, deterministic=True)
         chosen.append(np.asarray(action).reshape(probe.batch_size, probe.num_teachers) > 0.5)
         right.append(teacher_right[probe.batch_indices])

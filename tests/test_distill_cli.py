@@ -39,6 +39,7 @@ def test_distill_transformer_student_loads_in_a_pipeline(setting):
             "--agent", "reinforce", "--epochs", "2", "--compare-avg", "--out", str(out)]  # reinforce needs 2 epochs: 1 of Avg-KD, 1 joint
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output + str(result.exception)
+    assert "selection profile" in result.stderr and "reinforce:" in result.stderr  # progress bars, not silence
 
     from transformers import pipeline
 

@@ -171,3 +171,12 @@ def test_bow_student_refuses_unknown_and_bad_options(tmp_path, tiny_bert, review
         bow_env(tmp_path, tiny_bert, reviews_csv, width=3)
     with pytest.raises(ValueError, match="hidden must be >= 1"):
         bow_env(tmp_path, tiny_bert, reviews_csv, hidden=0)
+
+
+def test_teacher_preparation_says_how_long_it_will_take():
+    from kd_env.teachers.preparation import expected_time
+    from kd_env.teachers.specs import NAMED_TEACHERS
+
+    assert expected_time(NAMED_TEACHERS["minilm-l6"], 2000) == "a full fine-tune for 1 epoch(s) on 2000 texts, about 1 min on a 2-core CPU"
+    assert "about 2 min" in expected_time(NAMED_TEACHERS["mpnet-l3"], 2000)
+    assert "seconds" in expected_time(NAMED_TEACHERS["minilm-l6-head"], 2000)
