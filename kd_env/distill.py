@@ -30,6 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from kd_env.config import EnvConfig
+
 AggregationFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """(student log-probs at tau (B, C), teacher probs at tau (B, K, C), weights (B, K)) -> KD term (B,)."""
 
@@ -74,13 +76,13 @@ def aggregation_names() -> list[str]:
 class KDConfig:
     """How teacher outputs are turned into the student's loss."""
 
-    alpha: float = 0.5
+    alpha: float = EnvConfig.alpha
     """Share of the KD term; 1 - alpha goes to the hard label."""
-    temperature: float = 2.0
+    temperature: float = EnvConfig.temperature
     """Softmax temperature tau applied to teacher and student logits in the KD term."""
-    tau_squared: bool = False
+    tau_squared: bool = EnvConfig.tau_squared
     """Multiply the KD term by tau^2."""
-    aggregation: str = "weighted_ce"
+    aggregation: str = EnvConfig.aggregation
     """``weighted_ce`` (sum of per-teacher soft CEs), ``kl_to_average`` (KL to the weighted mean) or
     any other name given to ``register_aggregation``."""
 
@@ -102,7 +104,7 @@ class KDLoss:
     kd: torch.Tensor
 
 
-def normalise_weights(scores: np.ndarray, empty: str = "hard_label") -> np.ndarray:
+def normalise_weights(scores: np.ndarray, empty: str = EnvConfig.empty_selection) -> np.ndarray:
     """Non-negative (..., B, K) scores -> float32 weights summing to 1 per instance.
 
     A binary selection becomes weights averaging over the selected teachers. Rows with no teacher

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 import kd_env
+from kd_env.config import EnvConfig
 from kd_env.distill import kd_loss, normalise_weights
 
 
@@ -65,11 +66,11 @@ def time_bare_steps(env, actions: list[np.ndarray], steps: int, interleave: bool
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=EnvConfig.batch_size)
     parser.add_argument("--teachers", type=int, default=4)
     parser.add_argument("--steps", type=int, default=2000, help="steps per round and side")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--reward", default="student_ce")
+    parser.add_argument("--reward", default=EnvConfig.reward)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest for tiny students)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
