@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -25,7 +26,9 @@ from experiments.model_card import model_card
 from experiments.report import REFERENCE_AGENT as REFERENCE
 from experiments.selection import selection_warning
 from kd_env.config import EnvConfig
+from kd_env.export import load_student as load_saved_student
 from kd_env.export import save_student
+from kd_env.tasks import is_text_task, load_task
 from kd_env.students import TransformerStudentConfig
 from kd_env.teachers import resolve_teacher_specs
 from kd_env.tasks.text_data import split_options
@@ -191,4 +194,17 @@ def export(config: TrainConfig, run_dir: Path, spec: DistillSpec, student_option
                      max_length=preparation.semantic_max_length, cache_dir=preparation.cache_dir)
     parameters = sum(p.numel() for p in unwrapped.student.parameters())
     env.close()
-    return {"parameters": parameters, "disk_mb": sum(f.stat().st_size for f in out.rglob("*") if f.is_file() and f.relative_to(out).parts[0] != "runs") / 2**20}
+    size = {"parameters": parameters, "disk_mb": sum(f.stat().st_size for f in out.rglob("*") if f.is_file() and f.relative_to(out).parts[0] != "runs") / 2**20}
+    if is_text_task(spec.task):
+        size["ms_per_text"] = latency_ms(out, load_task(spec.task, split_options(spec.task_options)[0]).splits["test"].texts, preparation.cache_dir)
+    return size
+
+
+def latency_ms(out: Path, texts: list[str], cache_dir: str | None) -> float:
+    """Milliseconds per text of the saved student, as a user loads it, on a batch of 32 texts (CPU, after a warm-up)."""
+    student = load_saved_student(out, cache_dir)
+    batch = list(texts[:32])
+    student.predict(batch)
+    started = time.perf_counter()
+    student.predict(batch)
+    return 1000 * (time.perf_counter() - started) / len(batch)

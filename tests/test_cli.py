@@ -238,3 +238,16 @@ def test_distill_output_and_card_call_out_a_blind_selector(tmp_path, monkeypatch
     assert result.exit_code == 0 and f"warning: {warning}" in result.stderr
     card = model_card(summary)
     assert f"> **Warning:** {warning}." in card and "learns from all teachers" in card and "Size: 10 parameters" in card
+
+
+def test_max_steps_cuts_a_run_and_keeps_joint_training():
+    from agents.training import TrainConfig
+    from experiments.distill import DistillSpec, capped
+
+    stages = {"pretrain_student_steps": 1, "pretrain_selector_steps": 1}
+    config = TrainConfig(agent="reinforce", total_steps=400, agent_kwargs={"pretrain_student_steps": 100, "pretrain_selector_steps": 100, "advantage": "instance"})
+    cut = capped(config, 40, stages)
+    assert cut.total_steps == 40 and cut.agent_kwargs == {"pretrain_student_steps": 10, "pretrain_selector_steps": 10, "advantage": "instance"}
+    assert capped(config, 1000, stages) == config and capped(config, None, stages) == config
+    with pytest.raises(ValueError, match="max_steps must be >= 1"):
+        DistillSpec(task="synthetic", out="out", max_steps=0)

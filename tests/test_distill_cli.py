@@ -51,7 +51,7 @@ def test_distill_transformer_student_loads_in_a_pipeline(setting):
     assert set(summary["runs"]) == {"reinforce", "avg_kd"} and set(summary["teachers"]) == {"teacher-a", "teacher-b"}
     assert summary["spec"]["student_options"]["config"] == config and summary["spec"]["profile"] == "recommended"
     assert summary["settings"]["batch_size"] == 16 and summary["student_size"]["parameters"] > 0
-    assert "Size: " in card and "Settings profile `recommended`" in card
+    assert summary["student_size"]["ms_per_text"] > 0 and "ms per text" in card and "Settings profile `recommended`" in card
     from experiments.distill import DistillSpec
 
     assert DistillSpec.from_file(out / "distill.json", {"out": str(root / "again")}).replace(out=str(out)) == DistillSpec(**{
