@@ -24,6 +24,9 @@ NO_REFERENCE = ("Selection headroom: not measured (no privileged reference, corr
                 "that does not beat averaging may be failing, or there may be nothing to win.\n")
 
 
+NO_LEARNER = "The paper's claim: not measured (no learned selector ran).\n"
+
+
 def settings_note(records: list[RunRecord]) -> str:
     """Which settings profile (kd_env.config) the runs used, and the entries that change it."""
     changes: dict[str, dict] = {}
@@ -51,7 +54,8 @@ def write_report(results: str | Path, out: str | Path) -> str:
     table = markdown_table(rows)
     singles = single_teacher_table(records)
     headrooms = [h for h in headroom_summary(records) if h.reference]
-    headroom = (headroom_table(headrooms) if headrooms else NO_REFERENCE) + "\n" + claim_table(claim_summary(records))
+    claims = [claim for claim in claim_summary(records) if claim.selector]
+    headroom = (headroom_table(headrooms) if headrooms else NO_REFERENCE) + "\n" + (claim_table(claims) if claims else NO_LEARNER)
     warnings = "".join(f"\nwarning: {line}\n" for line in selection_warnings(records))
     selection = selection_table(records) + warnings
     (out / "headroom.md").write_text(headroom)

@@ -136,7 +136,7 @@ def test_the_written_report_leads_with_the_headroom(tmp_path):
     settings, rest = text.split("\n\n", 1)
     assert settings == "Settings: profile `paper` (kd_env.config)."  # these records name no env settings
     assert rest.startswith("| task | privileged reference |") and "| headroom |" in (tmp_path / "headroom.md").read_text()
-    assert "claim (the paper's):" in text and not (tmp_path / "single_teachers.md").exists()
+    assert "The paper's claim: not measured" in text and not (tmp_path / "single_teachers.md").exists()
 
 
 def test_a_report_without_a_reference_leads_with_the_table_and_names_the_profile(tmp_path):
@@ -153,6 +153,7 @@ def test_a_report_without_a_reference_leads_with_the_table_and_names_the_profile
     settings, table, rest = text.split("\n\n", 2)
     assert settings == "Settings: profile `recommended` (kd_env.config); entries that change it: no_kd (empty_selection=hard_label)."
     assert table.startswith("| task | entry |") and rest.startswith("Selection headroom: not measured")
+    assert "The paper's claim: not measured (no learned selector ran)." in rest and "| - |" not in rest
     assert not (tmp_path / "selection.md").exists()
 
 
@@ -219,7 +220,7 @@ def test_claim_picks_the_learned_selector_by_dev_and_ignores_rules_and_reference
     assert claim.vs_avg_kd.mean == pytest.approx(0.06) and claim.vs_best_single.mean == pytest.approx(0.11)
     assert claim.vs_no_kd.mean == pytest.approx(0.03)
     assert claim.verdict.startswith("met")
-    assert "| reinforce |" in claim_table([claim])
+    assert "| reinforce |" in claim_table([claim]) and "claim (the paper's): the learned selector's student beats" in claim_table([claim])
 
 
 def test_claim_not_met_when_a_baseline_is_within_the_margin():
