@@ -52,9 +52,16 @@ def help_text(field_name: str) -> str:
     return field_docs()[field_name].replace("``", "")
 
 
+def default_text(field_name: str) -> str:
+    """The value a flag left out takes: the default profile's (the env's own where no profile sets it)."""
+    value = getattr(PROFILES[DEFAULT_PROFILE], field_name)
+    return "" if value is None or value == {} else f" (default: {value})"
+
+
 def option_parameter(field, choices: dict[str, list[str]]) -> inspect.Parameter:
     """One config field as a keyword parameter typer reads as an option (None: not given)."""
-    kind, docs, name = base_type(field.type), help_text(field.name), flag_name(field.name)
+    kind, name = base_type(field.type), flag_name(field.name)
+    docs = help_text(field.name) + default_text(field.name)
     common = {"rich_help_panel": PANEL, "show_default": False}
     value = choice_type(field.name, choices[field.name]) if field.name in choices else str
     if kind is dict:

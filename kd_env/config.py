@@ -30,8 +30,8 @@ class EnvConfig:
     """``twitter-sentiment``, ``bbc-news``, ``synthetic``, ``glue:NAME``, ``csv:PATH``, ``tsv:PATH``,
     ``json:PATH`` or ``jsonl:PATH`` (``kd_env.tasks``)."""
     teachers: list | str | None = None
-    """Teacher names, spec dicts or checkpoint folders, or a pool name (``kd_env.teachers.pools``);
-    None = the task's own."""
+    """Teacher names, spec dicts, checkpoint folders or pool names (``kd_env.teachers.pools``: a pool
+    stands for its teachers); None = the ``default`` pool (head-tuned, ready in about a minute)."""
     task_options: dict | None = None
     """Options of the task (sizes, seed, columns...)."""
     student: str = "head"

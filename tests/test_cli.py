@@ -61,6 +61,7 @@ def test_choices_come_from_the_registries():
     assert result.exit_code == 2 and "demo" in result.output
     help_text_ = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "400"}).output
     assert all(name in help_text_ for name in ("bow", "transformer", "mtkd_rl", "ppo_instance", "weighted_ce", "all_teachers", "recommended"))
+    assert "(default: ce_gain)" in help_text_  # the default profile's value, not the env's
 
 
 def test_env_flags_profile_and_env_kwargs_flow_into_the_run(monkeypatch):
