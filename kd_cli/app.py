@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from experiments.compare import SELECT_ENV
 from kd_cli.env_options import EnvOptions, choice_type, env_options, plain
 from kd_cli.options import parse_grid, parse_pairs
 
@@ -86,7 +87,7 @@ def train(
     total_steps: Annotated[int | None, typer.Option(help="Env steps of the whole run (with --resume: a new total).")] = None,
     seed: Seed = 0,
     logdir: Logdir = Path("runs"),
-    env_id: EnvId = "kd_env/TeacherSelection-v0",
+    env_id: EnvId = SELECT_ENV,
     agent_kwargs: AgentKwargs = None,
     resume: Annotated[Path | None, typer.Option(metavar="RUN_DIR", help="Continue the newest checkpoint in this run folder.")] = None,
     checkpoint_every: Annotated[int, typer.Option(metavar="N", help="Env steps between periodic checkpoints (0: only at the end and on Ctrl-C/SIGTERM).")] = 1000,
@@ -198,7 +199,7 @@ def sweep(
     agents_: Annotated[str, typer.Option("--agents", help="Agents, comma-separated.")],
     total_steps: Annotated[int, typer.Option(help="Env steps of each training run.")],
     seeds: Annotated[str, typer.Option(help="Seeds as a range or list: 0-4, 0,2,5.")] = "0",
-    env_id: EnvId = "kd_env/TeacherSelection-v0",
+    env_id: EnvId = SELECT_ENV,
     env_grid: Annotated[Pairs, typer.Option("--env-grid", metavar="KEY=[V1,V2]", help="An env argument and the JSON list of values to try. Repeatable.")] = None,
     agent_kwargs: AgentKwargs = None,
     agent_grid: Annotated[Pairs, typer.Option("--agent-grid", metavar="KEY=[V1,V2]", help="An agent config field and the JSON list of values to try. Repeatable.")] = None,
@@ -268,7 +269,7 @@ def distill(
 def bench(
     steps: Annotated[int, typer.Option(help="Env steps to time.")] = 500,
     seed: Seed = 0,
-    env_id: EnvId = "kd_env/TeacherSelection-v0",
+    env_id: EnvId = SELECT_ENV,
     *,
     env: EnvOptions,
 ) -> None:

@@ -216,7 +216,7 @@ def test_bench_reports_env_steps_per_second():
 
 @pytest.mark.integration
 def test_old_entry_points_still_run():
-    """The README's main command goes through scripts/compare.py."""
+    """The old entry points still run: aliases of kd-env compare and kd-env train."""
     root = Path(__file__).resolve().parents[1]
     for script, flag in (("compare.py", "--preset"), ("train.py", "--checkpoint-every")):
         result = subprocess.run([sys.executable, str(root / "scripts" / script), "--help"], capture_output=True, text=True, timeout=120)
