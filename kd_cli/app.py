@@ -34,7 +34,7 @@ Logdir = Annotated[Path, typer.Option(help="Folder of the TensorBoard runs.")]
 def agent_help() -> str:
     import agents
 
-    return f"Agent name: {', '.join(agents.agent_names())}."
+    return f"Agents: {', '.join(agents.agent_names())}."
 
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError)
@@ -142,7 +142,7 @@ def compare(
     preset: Annotated[choice_type("preset", preset_names()) | None, typer.Option(help="A named grid (default: demo, the README's main job).")] = None,
     grid: Annotated[Path | None, typer.Option(help="A YAML or JSON file of grid keys (tasks, agents, seeds, profile, student, student_options, teachers, epochs, env_kwargs, task_options, single_teachers); flags override it.")] = None,
     task: Annotated[list[str] | None, typer.Option(help="Ad-hoc grid: a task (csv:reviews.csv, ...). Repeatable.")] = None,
-    agents_: Annotated[str | None, typer.Option("--agents", help="Ad-hoc grid: agents or preset entries, comma-separated (reinforce,avg_kd,ppo).")] = None,
+    agents_: Annotated[str | None, typer.Option("--agents", help="Ad-hoc grid: agents or preset entries (reinforce:episode, ...), comma-separated (reinforce,avg_kd,ppo). " + agent_help())] = None,
     seeds: Annotated[str | None, typer.Option(help="Ad-hoc grid: seeds as a range or list: 0-4, 0,2,5.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Ad-hoc grid: student epochs of every run.")] = None,
     single_teachers: Annotated[bool | None, typer.Option("--single-teachers/--no-single-teachers", help="Ad-hoc grid: also distil from each teacher alone.")] = None,
@@ -196,7 +196,7 @@ def grid_env_keys(env_kwargs: dict) -> dict:
 @user_errors
 @env_options()
 def sweep(
-    agents_: Annotated[str, typer.Option("--agents", help="Agents, comma-separated.")],
+    agents_: Annotated[str, typer.Option("--agents", help="Agents, comma-separated. " + agent_help())],
     total_steps: Annotated[int, typer.Option(help="Env steps of each training run.")],
     seeds: Annotated[str, typer.Option(help="Seeds as a range or list: 0-4, 0,2,5.")] = "0",
     env_id: EnvId = SELECT_ENV,
