@@ -5,6 +5,8 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
+from kd_env.errors import UserError
+
 
 class ObservationView:
     """The layout of one env's observation: ``env.unwrapped.obs_shape`` and ``feature_names``."""
@@ -22,7 +24,7 @@ class ObservationView:
     def feature(self, grid: np.ndarray, name: str) -> np.ndarray:
         """The (B, K) values of one named feature; the env must observe it."""
         if name not in self._index:
-            raise ValueError(f"this agent needs the observation feature {name!r}; the env observes {self.names}")
+            raise UserError(f"this agent needs the observation feature {name!r}; the env observes {self.names}")
         return grid[..., self._index[name]]
 
 

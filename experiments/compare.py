@@ -27,6 +27,7 @@ from agents.population import learns_in_population, train_population
 from agents.training import TrainConfig, TrainResult, make_env, train
 from experiments.results import EpisodeCurves, RunRecord, append_record, completed_keys, failed_record, finished_record, run_key
 from experiments.selection import selection_profile
+from kd_env.config import EnvConfig
 from kd_env.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,9 @@ def run_grid(preset: Preset, results_path: str | Path, logdir: str | Path, worke
                 append_record(results_path, result)
                 progress.set_postfix_str(f"last: {result.task} / {result.entry} / seed {result.seed}: {result.status}")
                 progress.update()
+                # A line per finished run: the bar may reach a log file only at its end.
+                log.info("finished %d/%d: %s / %s / seed %d: %s%s", progress.n, len(pending), result.task, result.entry, result.seed, result.status,
+                         "" if result.test_accuracy is None else f", test accuracy {result.test_accuracy:.4f}")
 
         if workers == 1:
             for group in groups:
@@ -236,7 +240,7 @@ def record_run(run: PendingRun, outcome: TrainResult | BaseException, curves: Ep
     config = run.config
     common = dict(
         entry=run.entry.label, task=run.task, seed=config.seed,
-        student=config.env_kwargs.get("student", "head"), teachers=list(run.teachers), config=run.record_config,
+        student=config.env_kwargs.get("student", EnvConfig.student), teachers=list(run.teachers), config=run.record_config,
         teacher_test_accuracy=run.teacher_accuracy,
     )
     if not isinstance(outcome, BaseException):

@@ -15,9 +15,12 @@ from pathlib import Path
 
 import agents
 from experiments.compare import SELECT_ENV, GridEntry, Preset
-from experiments.presets import LEARNING_ENV, PRESETS
+from experiments.presets import PRESETS, PROFILE
+from kd_env.config import profile
 from kd_env.errors import UserError
 
+GRID_ENV_KEYS = ("student", "student_options", "teachers", "task_options")
+"""Env settings a grid names as keys of its own (the rest go in its ``env_kwargs``)."""
 _RANGE = re.compile(r"(\d+)(?:-(\d+))?")
 
 
@@ -60,6 +63,31 @@ def grid_entry(name: str) -> GridEntry:
     raise UserError(f"unknown agent {name!r}; agents: {agents.agent_names()}; recipes: {sorted(set(entries) - set(agents.agent_names()))}")
 
 
+def check_stages(entry: GridEntry, epochs: int) -> None:
+    """Refuse a recipe whose Avg-KD pre-training takes the whole budget: its student would be Avg-KD's."""
+    stage = entry.epoch_kwargs.get("pretrain_student_steps", 0)
+    if stage >= epochs:
+        raise UserError(f"{entry.label}'s recipe pre-trains the student with Avg-KD for {stage} epoch(s), so with {epochs} epoch(s) "
+                         f"the agent never trains it and the student would be Avg-KD's; give at least {stage + 1} epochs")
+
+
+def read_mapping(path: str | Path, what: str) -> dict:
+    """A YAML (``.yaml``/``.yml``) or JSON file holding one mapping of keys."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file {path} does not exist")
+    text = path.read_text()
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        values = yaml.safe_load(text)
+    else:
+        values = json.loads(text)
+    if not isinstance(values, dict):
+        raise UserError(f"{what} file {path}: expected a mapping of {what} keys, got {type(values).__name__}")
+    return values
+
+
 def split_names(value: str | list) -> tuple[str, ...]:
     """``"a,b,c"`` or a list -> names, empty ones dropped."""
     parts = value if isinstance(value, list) else str(value).split(",")
@@ -73,14 +101,18 @@ class GridSpec:
     tasks: tuple[str, ...]
     agents: tuple[str, ...] = ("no_kd", "avg_kd", "ca_mkd", "reinforce", "ppo")
     seeds: tuple[int, ...] = (0, 1, 2)
-    student: str = "head"
+    student: str | None = None
+    """None: the profile's student."""
     student_options: dict = field(default_factory=dict)
-    teachers: tuple = ()
-    """Teacher names, checkpoint folders or spec dicts; empty = the task's defaults."""
+    teachers: tuple | str = ()
+    """Teacher names, checkpoint folders or spec dicts, or a pool name (``kd_env.teachers.pools``);
+    empty = the task's defaults."""
     epochs: int = 10
     """Student epochs of every run (selector pre-training comes on top)."""
     env_kwargs: dict = field(default_factory=dict)
-    """Env arguments shared by every run, over the comparison's defaults (``LEARNING_ENV``)."""
+    """Env arguments shared by every run, over the settings profile's."""
+    profile: str = PROFILE
+    """The settings profile every run starts from (``kd_env.config.PROFILES``)."""
     task_options: dict = field(default_factory=dict)
     single_teachers: bool = False
     """Also distil from each teacher alone (one ``single:<teacher>`` row each)."""
@@ -93,8 +125,9 @@ class GridSpec:
             raise UserError("a grid needs at least one agent and one seed")
         if self.epochs < 1:
             raise UserError(f"epochs must be >= 1, got {self.epochs}")
+        profile(self.profile)
         for agent in self.agents:
-            grid_entry(agent)
+            check_stages(grid_entry(agent), self.epochs)
 
     @classmethod
     def from_mapping(cls, values: dict) -> "GridSpec":
@@ -112,36 +145,27 @@ class GridSpec:
                 values[key] = split_names(values[key])
         if "seeds" in values:
             values["seeds"] = parse_seeds(values["seeds"])
-        if "teachers" in values:
+        if isinstance(values.get("teachers"), list):
             values["teachers"] = tuple(values["teachers"])
         return cls(**values)
 
     @classmethod
     def from_file(cls, path: str | Path, overrides: dict | None = None) -> "GridSpec":
         """A YAML (``.yaml``/``.yml``) or JSON file of ``GridSpec`` keys; ``overrides`` win."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"grid file {path} does not exist")
-        text = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            values = yaml.safe_load(text)
-        else:
-            values = json.loads(text)
-        if not isinstance(values, dict):
-            raise UserError(f"grid file {path}: expected a mapping of grid keys, got {type(values).__name__}")
+        values = read_mapping(path, "grid")
         overrides = dict(overrides or {})
         if "tasks" in overrides or "task" in overrides:
             values = {k: v for k, v in values.items() if k not in ("task", "tasks")}
         return cls.from_mapping({**values, **overrides})
 
     def to_preset(self) -> Preset:
-        common = {**LEARNING_ENV, "student": self.student, **self.env_kwargs}
+        common = {**profile(self.profile).kwargs(), **self.env_kwargs}
+        if self.student:
+            common["student"] = self.student
         if self.student_options:
             common["student_options"] = dict(self.student_options)
         if self.teachers:
-            common["teachers"] = list(self.teachers)
+            common["teachers"] = self.teachers if isinstance(self.teachers, str) else list(self.teachers)
         if self.task_options:
             common["task_options"] = dict(self.task_options)
         return Preset(name=self.name, tasks=self.tasks, seeds=self.seeds, epochs=self.epochs, common_env_kwargs=common,

@@ -24,11 +24,16 @@ def model_card(summary: dict) -> str:
         "",
         f"# Student distilled from {len(summary['teachers'])} teachers on `{summary['task']}`",
         "",
+        *(f"> **Warning:** {warning}." for warning in summary.get("warnings", [])),
+        *([""] if summary.get("warnings") else []),
         f"A `{summary['student']}` student trained with kd_env's multi-teacher distillation environment; the agent "
         f"`{agent}` chose, per training instance, which teachers it learned from ({summary['epochs']} "
         f"epoch{'s' if summary['epochs'] != 1 else ''} of the student, {main['env_steps']} env steps in all, seed {summary['seed']}).",
         "",
-        "Distillation settings: " + ", ".join(f"`{key}={value}`" for key, value in sorted(summary["settings"].items()))
+        f"Size: {summary['student_size']['parameters']:,} parameters, {summary['student_size']['disk_mb']:.1f} MB on disk"
+        + (f"; {summary['student_size']['ms_per_text']:.2f} ms per text (batches of 32, CPU)." if "ms_per_text" in summary["student_size"] else "."),
+        "",
+        f"Settings profile `{summary['spec']['profile']}` (kd_env.config) with: " + ", ".join(f"`{key}={value}`" for key, value in sorted(summary["settings"].items()))
         + "; agent settings: " + (", ".join(f"`{key}={value}`" for key, value in sorted(summary["agent_kwargs"].items())) or "defaults") + ".",
         "",
         "## Use",
@@ -66,7 +71,8 @@ def model_card(summary: dict) -> str:
         lines += [
             "## What the agent selected",
             "",
-            "How often the trained agent selects each teacher on the training split, when that teacher is right and when it is wrong:",
+            "How often the trained agent selects each teacher on the training split, when that teacher is right and when it is wrong"
+            " (an instance with no teacher selected learns from " + ("all teachers" if summary["settings"].get("empty_selection") == "all_teachers" else "its hard label only") + "):",
             "",
             "| teacher | selected when right | selected when wrong |",
             "|---|---|---|",
@@ -74,5 +80,6 @@ def model_card(summary: dict) -> str:
               for name, right, wrong in zip(selection["teachers"], selection["rate_when_correct"], selection["rate_when_wrong"])),
             "",
         ]
-    lines += ["## Training run", "", "TensorBoard: `tensorboard --logdir runs` in this folder. The numbers above are in `distill.json`.", ""]
+    lines += ["## Training run", "", "TensorBoard: `tensorboard --logdir runs` in this folder. The numbers above are in `distill.json`; "
+              "`kd-env distill --config distill.json --out NEW_FOLDER` runs it again (its `spec` holds every option).", ""]
     return "\n".join(lines)

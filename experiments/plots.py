@@ -21,17 +21,19 @@ def plot_accuracy(rows: list[AgentRow], path: str | Path) -> Path:
     fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 0.45 * max(len(rows) / len(tasks), 4) + 1.5), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         task_rows = [row for row in rows if row.task == task and row.test_accuracy.n > 0][::-1]
-        means = [row.test_accuracy.mean for row in task_rows]
-        errors = [0.0 if np.isnan(row.test_accuracy.ci95) else row.test_accuracy.ci95 for row in task_rows]
+        means = np.array([row.test_accuracy.mean for row in task_rows])
+        half = np.array([0.0 if np.isnan(row.test_accuracy.ci95) else row.test_accuracy.ci95 for row in task_rows])
+        # An accuracy lies in [0, 1]: the interval is drawn clipped there, so no whisker runs off the axis.
+        low, high = np.clip(means - half, 0.0, 1.0), np.clip(means + half, 0.0, 1.0)
         colours = ["tab:orange" if row.entry == REFERENCE_AGENT else "tab:blue" for row in task_rows]
-        ax.barh([row.entry for row in task_rows], means, xerr=errors, color=colours, capsize=3)
+        ax.barh([row.entry for row in task_rows], means, xerr=[means - low, high - means], color=colours, capsize=3)
         reference = [row.test_accuracy.mean for row in task_rows if row.entry == REFERENCE_AGENT]
         if reference:
-            ax.axvline(reference[0], color="tab:orange", linestyle="--", linewidth=1)
-        low = min(m - e for m, e in zip(means, errors)) if means else 0.0
-        high = max(m + e for m, e in zip(means, errors)) if means else 1.0
-        ax.set_xlim(max(0.0, low - 0.02), min(1.0, high + 0.02))
-        ax.set_xlabel("test accuracy (mean, 95% CI over seeds)")
+            ax.axvline(reference[0], color="tab:orange", linestyle="--", linewidth=1, label=f"{REFERENCE_AGENT} mean (the reference)")
+            ax.legend(fontsize=7, loc="lower right")
+        if len(means):
+            ax.set_xlim(max(0.0, low.min() - 0.02), min(1.0, high.max() + 0.01) + 0.01)
+        ax.set_xlabel("test accuracy (mean, 95% CI over seeds, clipped to [0, 1])")
         ax.set_title(task)
     fig.tight_layout()
     return _save(fig, path)
@@ -78,12 +80,16 @@ def plot_selection(records: list[RunRecord], path: str | Path) -> Path | None:
         teachers = profiles[0]["teachers"]
         right, wrong = _mean_rates(profiles, "rate_when_correct"), _mean_rates(profiles, "rate_when_wrong")
         x = np.arange(len(teachers))
-        axes[row][0].bar(x - 0.2, right, width=0.4, label="teacher right", color="tab:green")
-        axes[row][0].bar(x + 0.2, wrong, width=0.4, label="teacher wrong", color="tab:red")
+        axes[row][0].bar(x - 0.2, right, width=0.4, label="teacher right (mean)", color="tab:green")
+        axes[row][0].bar(x + 0.2, wrong, width=0.4, label="teacher wrong (mean)", color="tab:red")
+        # Each seed as a dot: a mean of seeds that disagree (0.12, 0.08, 1.0) must not pass for a 0.4 policy.
+        for offset, key in ((-0.2, "rate_when_correct"), (0.2, "rate_when_wrong")):
+            for p in profiles:
+                axes[row][0].scatter(x + offset, [np.nan if v is None else v for v in p[key]], color="black", s=9, zorder=3)
         axes[row][0].set_xticks(x, teachers, rotation=15, fontsize=7)
-        axes[row][0].set_ylim(0, 1)
-        axes[row][0].set_ylabel("selection rate")
-        axes[row][0].set_title(f"{task} / {entry}", fontsize=9)
+        axes[row][0].set_ylim(0, 1.02)
+        axes[row][0].set_ylabel("selection rate (dots: seeds)")
+        axes[row][0].set_title(f"{task} / {entry} ({len(profiles)} seed{'s' if len(profiles) != 1 else ''})", fontsize=9)
         axes[row][0].legend(fontsize=7)
         levels = sorted({level for p in profiles for level in p["wrong_teachers"]})
         for k, teacher in enumerate(teachers):
@@ -92,8 +98,11 @@ def plot_selection(records: list[RunRecord], path: str | Path) -> Path | None:
                 for level in levels
             ]
             axes[row][1].plot(levels, rates, marker="o", label=teacher)
-        axes[row][1].set_xlabel("instance difficulty: number of teachers wrong")
-        axes[row][1].set_ylim(0, 1)
+        counts = [sum(p["count_by_wrong_teachers"][p["wrong_teachers"].index(level)] for p in profiles if level in p["wrong_teachers"]) // len(profiles)
+                  for level in levels]
+        axes[row][1].set_xticks(levels, [f"{level}\n(n={count})" for level, count in zip(levels, counts)], fontsize=7)
+        axes[row][1].set_xlabel("instance difficulty: number of teachers wrong (n: instances per seed)")
+        axes[row][1].set_ylim(0, 1.02)
         axes[row][1].legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)

@@ -1,22 +1,26 @@
 """Named comparison grids. Every agent shares the env settings of its preset, so differences in the
 student come from the teacher weighting alone.
 
-Shared settings (``LEARNING_ENV``): ``reward="ce_gain"`` (an instance's CE drop across the step, so
-its own difficulty cancels), ``empty_selection="all_teachers"`` (selecting nothing falls back to
-Avg-KD: otherwise a selector can escape to "hard labels only", which a training-CE reward favours),
-temperature 1. ``no_kd`` alone keeps the hard-label fallback: selecting nothing is what it is.
+Shared settings: the ``recommended`` profile of ``kd_env.config`` (``LEARNING_ENV`` is its difference
+from the env's defaults, which says why each value). ``no_kd`` alone keeps the hard-label fallback:
+selecting nothing is what it is.
 """
 
 from __future__ import annotations
 
 from agents.sb3 import InstanceSB3Agent
 from experiments.compare import WEIGHT_ENV, GridEntry, Preset
+from kd_env.config import PROFILES
 from kd_env.features import STATIC_GROUPS
 
 TEACHER_GROUPS = tuple(g for g in STATIC_GROUPS if g.startswith("teacher_"))
-# The learning setup, the one source for the presets, tests/test_agents_learning.py and (checked by
-# tests/test_agents_hyperparams.py) the zoo's hyperparams/*.yml.
-LEARNING_ENV = {"reward": "ce_gain", "empty_selection": "all_teachers", "temperature": 1.0}
+# The profile every preset runs (each report names it), and its env kwargs: the learning setup of the
+# presets, tests/test_agents_learning.py and (checked by tests/test_agents_hyperparams.py) hyperparams/*.yml.
+PROFILE = "recommended"
+LEARNING_ENV = PROFILES[PROFILE].kwargs()
+# The teachers of the text presets' published results: fine-tuned, the task default before the cheap
+# head-tuned one (kd_env.teachers.pools).
+FINE_TUNED = {"teachers": "fine-tuned"}
 REINFORCE_SETTINGS = {"advantage": "instance", "update_every": 4, "learning_rate": 0.05}
 PPO_SETTINGS = {"n_steps": 32, "batch_size": 32, "learning_rate": 0.03, "gamma": 0.0, "clip_range": 0.3}
 PPO_INSTANCE_SETTINGS = dict(InstanceSB3Agent.default_algo_kwargs["ppo"])
@@ -82,11 +86,11 @@ PRESETS = {
     ),
     "quick": Preset(
         name="quick", tasks=("twitter-sentiment",), seeds=(0, 1, 2), epochs=10,
-        common_env_kwargs={**LEARNING_ENV, "student": "head"}, entries=QUICK_ENTRIES,
+        common_env_kwargs={**LEARNING_ENV, **FINE_TUNED, "student": "head"}, entries=QUICK_ENTRIES,
     ),
     "full": Preset(
         name="full", tasks=("twitter-sentiment", "bbc-news"), seeds=(0, 1, 2, 3, 4), epochs=3,
-        common_env_kwargs={**LEARNING_ENV, "student": "transformer", "student_options": {"num_layers": 2}},
+        common_env_kwargs={**LEARNING_ENV, **FINE_TUNED, "student": "transformer", "student_options": {"num_layers": 2}},
         entries=FULL_ENTRIES,
     ),
 }
@@ -128,7 +132,7 @@ LEVER_ENTRIES = (
 )
 PRESETS["levers"] = Preset(
     name="levers", tasks=("twitter-sentiment",), seeds=(0, 1, 2, 3, 4), epochs=10,
-    common_env_kwargs={**LEARNING_ENV, "student": "head"}, entries=LEVER_ENTRIES, single_teachers=False,
+    common_env_kwargs={**LEARNING_ENV, **FINE_TUNED, "student": "head"}, entries=LEVER_ENTRIES, single_teachers=False,
 )
 
 # The full preset's student on one task with the agents that matter for the claim: a run that fits in

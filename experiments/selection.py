@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from agents.base import Agent
 from agents.heuristics import PrivilegedRule
@@ -25,7 +26,7 @@ def selection_profile(agent: Agent, env, steps: int | None = None) -> dict:
     teacher_right = probe.data.splits["train"].teacher_correct().numpy()
     obs, _ = probe.reset(options={"keep_student": True})
     chosen, right = [], []
-    for _ in range(steps or probe.episode_steps):
+    for _ in tqdm(range(steps or probe.episode_steps), desc="selection profile", unit="step", leave=False):
         action = agent.predict(obs, deterministic=True)
         chosen.append(np.asarray(action).reshape(probe.batch_size, probe.num_teachers) > 0.5)
         right.append(teacher_right[probe.batch_indices])
@@ -43,3 +44,23 @@ def selection_profile(agent: Agent, env, steps: int | None = None) -> dict:
         "rate_by_wrong_teachers": [chosen[wrong_count == level].mean(axis=0).tolist() for level in levels],
         "count_by_wrong_teachers": [int((wrong_count == level).sum()) for level in levels],
     }
+
+
+DEGENERATE_RATE = 0.02
+"""A selector whose rates all lie within this of 0 (or 1) picks (or skips) every teacher blindly."""
+
+
+def selection_warning(selection: dict, empty_selection: str) -> str | None:
+    """Say so when a profile selects no teacher, or every teacher, whether right or wrong: what the
+    student then equals and what to try instead; None for a profile that tells teachers apart."""
+    rates = [rate for rate in selection.get("rate_when_correct", []) + selection.get("rate_when_wrong", []) if rate is not None]
+    if not rates:
+        return None
+    if max(rates) <= DEGENERATE_RATE:
+        equals = "Avg-KD's (an empty selection means all teachers)" if empty_selection == "all_teachers" else "no_kd's (an empty selection means the hard label only)"
+        return (f"the selector selects no teacher, right or wrong, so the student equals {equals}; "
+                "try more epochs, the instance advantage (--agent-kwargs advantage=instance) or the ce_gain reward")
+    if min(rates) >= 1 - DEGENERATE_RATE:
+        return ("the selector selects every teacher, right or wrong, so the student equals Avg-KD's; "
+                "try more epochs, the instance advantage (--agent-kwargs advantage=instance) or the ce_gain reward")
+    return None

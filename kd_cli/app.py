@@ -1,8 +1,8 @@
 """``kd-env``: prepare teachers, train one agent, compare agents, sweep, distill a student, benchmark.
 
-Every subcommand takes env, agent, task and student options the same way: a repeatable
-``--env-kwargs KEY=VALUE`` (or a JSON object), ``--agent-kwargs``, ``--task-options``,
-``--student-options``. Bad input (an unknown agent, malformed seeds, a missing checkpoint folder, a
+The env's settings are flags derived from ``kd_env.config.EnvConfig`` (``kd_cli.env_options``): one
+per field, the same in every subcommand, over a ``--profile``; ``--env-kwargs`` and ``--agent-kwargs``
+take repeatable ``KEY=VALUE`` pairs or a JSON object. Bad input (an unknown agent, malformed seeds, a missing checkpoint folder, a
 non-empty output folder) is reported in one line before anything is computed.
 """
 
@@ -17,32 +17,24 @@ from typing import Annotated
 
 import typer
 
-from kd_cli.options import parse_grid, parse_pairs, parse_teachers
+from experiments.compare import SELECT_ENV
+from kd_cli.env_options import EnvOptions, choice_type, env_options, plain
+from kd_cli.options import parse_grid, parse_pairs
 
 app = typer.Typer(help="Multi-teacher knowledge distillation with an RL agent choosing the teachers: prepare teachers, train one agent, compare agents, sweep, distill a student, benchmark.", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 log = logging.getLogger("kd_cli")
 
-# The option types every subcommand shares (one syntax, one help text).
+# The option types every subcommand shares (one syntax, one help text); the env's come from kd_cli.env_options.
 Pairs = list[str] | None
-EnvKwargs = Annotated[Pairs, typer.Option("--env-kwargs", metavar="KEY=VALUE", help="An env argument (batch_size=16, reward=ce_gain; values read as JSON when they parse) or a JSON object. Repeatable.")]
 AgentKwargs = Annotated[Pairs, typer.Option("--agent-kwargs", metavar="KEY=VALUE", help="An agent config field (learning_rate=0.05) or a JSON object. Repeatable.")]
-TaskOptions = Annotated[Pairs, typer.Option("--task-options", metavar="KEY=VALUE", help="A task option (text_column=review, delimiter=';', column_names='[\"text\",\"label\"]', max_train=4000, cache_dir=..., device=cuda) or a JSON object. Repeatable.")]
-StudentOptions = Annotated[Pairs, typer.Option("--student-options", metavar="KEY=VALUE", help="A student option (num_layers=2, encoder=minilm-l6) or a JSON object. Repeatable.")]
-Teachers = Annotated[list[str] | None, typer.Option("--teacher", metavar="TEACHER", help="A built-in teacher (minilm-l6, minilm-l3, mpnet-l3), a fine-tuned checkpoint folder, or a JSON spec. Repeatable; default: the task's teachers.")]
-Task = Annotated[str | None, typer.Option(help="The env's task: synthetic, twitter-sentiment, bbc-news, glue:NAME, csv:PATH, tsv:PATH, json:PATH, jsonl:PATH (default: the env's).")]
-Student = Annotated[str | None, typer.Option(help="The env's student: head, transformer, ... (default: the env's).")]
 Seed = Annotated[int, typer.Option(help="Seed of the run (student initialisation, batch order, agent).")]
 EnvId = Annotated[str, typer.Option(help="kd_env/TeacherSelection-v0 (select teachers) or kd_env/TeacherWeighting-v0 (weights).")]
 Logdir = Annotated[Path, typer.Option(help="Folder of the TensorBoard runs.")]
 
-def env_arguments(env_kwargs: Pairs, task: str | None = None, teacher: list[str] | None = None, student: str | None = None,
-                  student_options: Pairs = None, task_options: Pairs = None) -> dict:
-    """``--env-kwargs`` with the shortcut flags every env-building subcommand shares merged in."""
-    merged = parse_pairs(env_kwargs, "--env-kwargs")
-    shortcuts = {"task": task, "teachers": parse_teachers(teacher), "student": student,
-                 "student_options": parse_pairs(student_options, "--student-options") or None,
-                 "task_options": parse_pairs(task_options, "--task-options") or None}
-    return {**merged, **{key: value for key, value in shortcuts.items() if value is not None}}
+def agent_help() -> str:
+    import agents
+
+    return f"Agents: {', '.join(agents.agent_names())}."
 
 
 USER_ERRORS = (FileNotFoundError, FileExistsError, PermissionError)
@@ -76,15 +68,14 @@ def main_options(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="
 
 @app.command()
 @user_errors
-def prepare(
-    task: Annotated[str, typer.Option(help="Task: twitter-sentiment, bbc-news, glue:NAME, csv:PATH, tsv:PATH, json:PATH, jsonl:PATH.")] = "twitter-sentiment",
-    teacher: Teachers = None,
-    task_options: TaskOptions = None,
-) -> None:
+@env_options(only=("task", "teachers", "task_options"), with_profile=False)
+def prepare(env: EnvOptions) -> None:
     """Fine-tune (or run) a task's teachers and fill the cache, then print their accuracies."""
+    from kd_env.config import EnvConfig
     from kd_env.tasks.text_data import prepare_text_task
 
-    _, cache, _, _ = prepare_text_task(task, parse_teachers(teacher), parse_pairs(task_options, "--task-options"))
+    config = EnvConfig.from_kwargs(env.kwargs)
+    _, cache, _, _ = prepare_text_task(config.task, config.teachers, config.task_options)
     typer.echo("| teacher | train | dev | test | prepared in |\n|---|---|---|---|---|")
     for name in cache.teacher_names:
         meta = cache.entry(name).meta
@@ -94,21 +85,18 @@ def prepare(
 
 @app.command()
 @user_errors
+@env_options()
 def train(
-    agent: Annotated[str | None, typer.Option(help="Agent name (see `kd-env compare --help` for the list).")] = None,
+    agent: Annotated[str | None, typer.Option(help=agent_help())] = None,
     total_steps: Annotated[int | None, typer.Option(help="Env steps of the whole run (with --resume: a new total).")] = None,
     seed: Seed = 0,
     logdir: Logdir = Path("runs"),
-    env_id: EnvId = "kd_env/TeacherSelection-v0",
-    task: Task = None,
-    teacher: Teachers = None,
-    student: Student = None,
-    student_options: StudentOptions = None,
-    task_options: TaskOptions = None,
-    env_kwargs: EnvKwargs = None,
+    env_id: EnvId = SELECT_ENV,
     agent_kwargs: AgentKwargs = None,
     resume: Annotated[Path | None, typer.Option(metavar="RUN_DIR", help="Continue the newest checkpoint in this run folder.")] = None,
     checkpoint_every: Annotated[int, typer.Option(metavar="N", help="Env steps between periodic checkpoints (0: only at the end and on Ctrl-C/SIGTERM).")] = 1000,
+    *,
+    env: EnvOptions,
 ) -> None:
     """Train one agent (its student is trained as a side effect); Ctrl-C and SIGTERM checkpoint, --resume continues."""
     import signal
@@ -127,7 +115,7 @@ def train(
             if agent is None or total_steps is None:
                 raise UserError("--agent and --total-steps are needed unless --resume is given")
             config = TrainConfig(agent=agent, total_steps=total_steps, seed=seed, env_id=env_id, logdir=str(logdir),
-                                 env_kwargs=env_arguments(env_kwargs, task, teacher, student, student_options, task_options),
+                                 env_kwargs=env.resolved(),
                                  agent_kwargs=parse_pairs(agent_kwargs, "--agent-kwargs"))
             result = train_run(config, checkpoint_every=every)
     except CheckpointError as error:
@@ -143,26 +131,30 @@ def train(
     typer.echo(f"student dev accuracy: {result.dev_accuracy:.4f}  test accuracy: {result.test_accuracy:.4f}  test macro-F1: {result.test_macro_f1:.4f}")
 
 
+def preset_names() -> list[str]:
+    from experiments.presets import PRESETS
+
+    return sorted(PRESETS)
+
+
 @app.command()
 @user_errors
+@env_options(exclude=("task",))
 def compare(
-    preset: Annotated[str | None, typer.Option(help="A named grid: demo (the README's main job), headroom, synthetic, quick, full, levers, transformer.")] = None,
-    grid: Annotated[Path | None, typer.Option(help="A YAML or JSON file of grid keys (tasks, agents, seeds, student, student_options, teachers, epochs, env_kwargs, task_options, single_teachers); flags override it.")] = None,
+    preset: Annotated[choice_type("preset", preset_names()) | None, typer.Option(help="A named grid (default: demo, the README's main job).")] = None,
+    grid: Annotated[Path | None, typer.Option(help="A YAML or JSON file of grid keys (tasks, agents, seeds, profile, student, student_options, teachers, epochs, env_kwargs, task_options, single_teachers); flags override it.")] = None,
     task: Annotated[list[str] | None, typer.Option(help="Ad-hoc grid: a task (csv:reviews.csv, ...). Repeatable.")] = None,
-    agents_: Annotated[str | None, typer.Option("--agents", help="Ad-hoc grid: agents, comma-separated (reinforce,avg_kd,ppo).")] = None,
+    agents_: Annotated[str | None, typer.Option("--agents", help="Ad-hoc grid: agents or preset entries (reinforce:episode, ...), comma-separated (reinforce,avg_kd,ppo). " + agent_help())] = None,
     seeds: Annotated[str | None, typer.Option(help="Ad-hoc grid: seeds as a range or list: 0-4, 0,2,5.")] = None,
-    student: Annotated[str | None, typer.Option(help="Ad-hoc grid: the student (head, transformer).")] = None,
-    student_options: StudentOptions = None,
-    teacher: Teachers = None,
     epochs: Annotated[int | None, typer.Option(help="Ad-hoc grid: student epochs of every run.")] = None,
-    env_kwargs: EnvKwargs = None,
-    task_options: TaskOptions = None,
     single_teachers: Annotated[bool | None, typer.Option("--single-teachers/--no-single-teachers", help="Ad-hoc grid: also distil from each teacher alone.")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder: results.jsonl, tables, plots (default results/<preset or grid name>).")] = None,
     logdir: Logdir = Path("runs"),
     workers: Annotated[int, typer.Option(help="Runs in parallel processes (CPU threads are shared out).")] = 1,
     population_seeds: Annotated[bool, typer.Option(help="Learn the seeds of each (task, entry) together over one batched distillation core, for agents that learn step by step (rules, reinforce, mtkd_rl); same records as separate runs up to float rounding. --no-population-seeds runs every seed alone.")] = True,
     report_only: Annotated[bool, typer.Option(help="Only rebuild the tables and plots from the results file.")] = False,
+    *,
+    env: EnvOptions,
 ) -> None:
     """Compare agents over tasks and seeds (a preset, or an ad-hoc grid from flags or a file); re-runs skip finished runs."""
     from experiments.compare import run_grid
@@ -172,17 +164,13 @@ def compare(
     from kd_env.errors import UserError
 
     flags = {key: value for key, value in {
-        "tasks": task, "agents": agents_, "seeds": seeds, "student": student, "teachers": parse_teachers(teacher), "epochs": epochs,
-        "student_options": parse_pairs(student_options, "--student-options") or None, "env_kwargs": parse_pairs(env_kwargs, "--env-kwargs") or None,
-        "task_options": parse_pairs(task_options, "--task-options") or None, "single_teachers": single_teachers,
+        "tasks": task, "agents": agents_, "seeds": seeds, "epochs": epochs, "single_teachers": single_teachers, "profile": env.profile,
+        **grid_env_keys(env.kwargs),
     }.items() if value is not None}
     if preset is not None and (flags or grid is not None):
         raise UserError("--preset fixes the whole grid; give either --preset or an ad-hoc grid (--grid FILE and/or --task, --agents, ...)")
     if preset is not None or not (flags or grid is not None):
-        preset = preset or "demo"
-        if preset not in PRESETS:
-            raise UserError(f"unknown preset {preset!r}; available: {sorted(PRESETS)}")
-        chosen = PRESETS[preset]
+        chosen = PRESETS[plain(preset) or "demo"]
     else:
         spec = GridSpec.from_file(grid, flags) if grid is not None else GridSpec.from_mapping(flags)
         chosen = spec.to_preset()
@@ -199,19 +187,22 @@ def compare(
     typer.echo(f"tables and plots in {out}/")
 
 
+def grid_env_keys(env_kwargs: dict) -> dict:
+    """The env flags of ``compare`` as grid keys: those a grid names itself, the rest as its ``env_kwargs``."""
+    from experiments.grids import GRID_ENV_KEYS
+
+    rest = {key: value for key, value in env_kwargs.items() if key not in GRID_ENV_KEYS}
+    return {**{key: env_kwargs[key] for key in GRID_ENV_KEYS if key in env_kwargs}, "env_kwargs": rest or None}
+
+
 @app.command()
 @user_errors
+@env_options()
 def sweep(
-    agents_: Annotated[str, typer.Option("--agents", help="Agents, comma-separated.")],
+    agents_: Annotated[str, typer.Option("--agents", help="Agents, comma-separated. " + agent_help())],
     total_steps: Annotated[int, typer.Option(help="Env steps of each training run.")],
     seeds: Annotated[str, typer.Option(help="Seeds as a range or list: 0-4, 0,2,5.")] = "0",
-    env_id: EnvId = "kd_env/TeacherSelection-v0",
-    task: Task = None,
-    teacher: Teachers = None,
-    student: Student = None,
-    student_options: StudentOptions = None,
-    task_options: TaskOptions = None,
-    env_kwargs: EnvKwargs = None,
+    env_id: EnvId = SELECT_ENV,
     env_grid: Annotated[Pairs, typer.Option("--env-grid", metavar="KEY=[V1,V2]", help="An env argument and the JSON list of values to try. Repeatable.")] = None,
     agent_kwargs: AgentKwargs = None,
     agent_grid: Annotated[Pairs, typer.Option("--agent-grid", metavar="KEY=[V1,V2]", help="An agent config field and the JSON list of values to try. Repeatable.")] = None,
@@ -221,6 +212,8 @@ def sweep(
     num_cpus: Annotated[int | None, typer.Option(help="CPUs of a local Ray instance (default: all).")] = None,
     cpus_per_trial: Annotated[float, typer.Option(help="CPUs Ray reserves for each trial.")] = 1.0,
     name: Annotated[str, typer.Option(help="Ray Tune experiment name.")] = "kd_env_sweep",
+    *,
+    env: EnvOptions,
 ) -> None:
     """Sweep agents x seeds x env/agent configs with Ray Tune, one training run per trial."""
     from experiments.grids import grid_entry, parse_seeds, split_names
@@ -231,7 +224,7 @@ def sweep(
         grid_entry(agent)
     spec = SweepSpec(
         agents=names, seeds=parse_seeds(seeds), total_steps=total_steps, env_id=env_id,
-        env_kwargs=env_arguments(env_kwargs, task, teacher, student, student_options, task_options), env_grid=parse_grid(env_grid, "--env-grid"),
+        env_kwargs=env.resolved(), env_grid=parse_grid(env_grid, "--env-grid"),
         agent_kwargs=parse_pairs(agent_kwargs, "--agent-kwargs"), agent_grid=parse_grid(agent_grid, "--agent-grid"),
     )
     records = run_sweep(spec, results, logdir, address, num_cpus, cpus_per_trial, name)
@@ -243,52 +236,50 @@ def sweep(
 
 @app.command()
 @user_errors
+@env_options()
 def distill(
-    task: Annotated[str, typer.Option(help="Your data: csv:PATH, tsv:PATH, json:PATH, jsonl:PATH (a file, split here, or a folder with train/dev/test files), or a named task.")],
-    out: Annotated[Path, typer.Option(help="Output folder: the student, its model card README.md, distill.json, TensorBoard runs/.")],
-    teacher: Teachers = None,
-    student: Annotated[str, typer.Option(help="transformer (saved for transformers.pipeline) or head (kd_env.load_student).")] = "transformer",
-    student_options: StudentOptions = None,
-    agent: Annotated[str, typer.Option(help="The agent whose recipe chooses the teachers per instance.")] = "reinforce",
-    epochs: Annotated[int, typer.Option(help="Student epochs (selector pre-training comes on top).")] = 3,
-    seed: Seed = 0,
-    task_options: TaskOptions = None,
-    env_kwargs: EnvKwargs = None,
-    compare_avg: Annotated[bool, typer.Option(help="Also train an Avg-KD student and report it beside yours in the model card.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Output folder: the student, its model card README.md, distill.json, TensorBoard runs/.")] = None,
+    config: Annotated[Path | None, typer.Option(help="A YAML or JSON file of distill keys (task, out, teachers, student, agent, epochs, max_steps, seed, profile, student_options, task_options, env_kwargs, compare_avg); flags override it.")] = None,
+    agent: Annotated[str | None, typer.Option(help="The agent whose recipe chooses the teachers per instance (default reinforce).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Student epochs (selector pre-training comes on top; default 3).")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Cap the student's training at this many env steps (a quick trial that keeps the teacher cache).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the run (default 0).")] = None,
+    compare_avg: Annotated[bool | None, typer.Option("--compare-avg/--no-compare-avg", help="Also train an Avg-KD student and report it beside yours in the model card.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists and is not empty.")] = False,
+    *,
+    env: EnvOptions,
 ) -> None:
-    """Distil a student from your teachers on your data with an agent's recipe, and save it for use elsewhere."""
+    """Distil a student (default: transformer) from your teachers on your data (--task csv:PATH, ...) with an agent's recipe, and save it for use elsewhere."""
     from experiments.distill import DistillSpec
     from experiments.distill import distill as run_distill
 
-    spec = DistillSpec(
-        task=task, out=str(out), teachers=tuple(parse_teachers(teacher) or ()), student=student, agent=agent, epochs=epochs, seed=seed,
-        student_options=parse_pairs(student_options, "--student-options"), task_options=parse_pairs(task_options, "--task-options"),
-        env_kwargs=parse_pairs(env_kwargs, "--env-kwargs"), compare_avg=compare_avg, overwrite=overwrite,
-    )
-    summary = run_distill(spec)
+    flags = {key: value for key, value in {
+        "out": None if out is None else str(out), "agent": agent, "epochs": epochs, "max_steps": max_steps, "seed": seed,
+        "compare_avg": compare_avg, "profile": env.profile, **DistillSpec.split_env(env.kwargs),
+    }.items() if value is not None}
+    spec = DistillSpec.from_file(config, flags) if config is not None else DistillSpec.from_mapping(flags)
+    summary = run_distill(spec if not overwrite else spec.replace(overwrite=True))
     for label, run in summary["runs"].items():
         typer.echo(f"{label}: dev accuracy {run['dev_accuracy']:.4f}, test accuracy {run['test_accuracy']:.4f}")
-    typer.echo(f"student, model card and TensorBoard runs in {out}/")
+    for warning in summary["warnings"]:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"student, model card and TensorBoard runs in {spec.out}/")
 
 
 @app.command()
 @user_errors
+@env_options()
 def bench(
     steps: Annotated[int, typer.Option(help="Env steps to time.")] = 500,
     seed: Seed = 0,
-    env_id: EnvId = "kd_env/TeacherSelection-v0",
-    task: Task = None,
-    teacher: Teachers = None,
-    student: Student = None,
-    student_options: StudentOptions = None,
-    task_options: TaskOptions = None,
-    env_kwargs: EnvKwargs = None,
+    env_id: EnvId = SELECT_ENV,
+    *,
+    env: EnvOptions,
 ) -> None:
     """Env steps per second under random actions (construction and resets excluded); detailed benchmarks: scripts/bench_*.py."""
     from experiments.throughput import env_throughput
 
-    result = env_throughput(env_id, env_arguments(env_kwargs, task, teacher, student, student_options, task_options), steps, seed)
+    result = env_throughput(env_id, env.resolved(), steps, seed)
     typer.echo(json.dumps(result, indent=2))
 
 

@@ -29,8 +29,8 @@ class EnvConfig:
     """``twitter-sentiment``, ``bbc-news``, ``synthetic``, ``glue:NAME``, ``csv:PATH``, ``tsv:PATH``,
     ``json:PATH`` or ``jsonl:PATH`` (``kd_env.tasks``)."""
     teachers: list | str | None = None
-    """Teacher names, spec dicts or checkpoint folders, or a pool name (``kd_env.teachers.pools``);
-    None = the task's own."""
+    """Teacher names, spec dicts, checkpoint folders or pool names (``kd_env.teachers.pools``: a pool
+    stands for its teachers); None = the ``default`` pool (head-tuned, ready in about a minute)."""
     task_options: dict | None = None
     """Options of the task (sizes, seed, columns...)."""
     student: str = "head"
@@ -115,3 +115,16 @@ def field_docs(cls: type = EnvConfig) -> dict[str, str]:
             if isinstance(value, ast.Constant) and isinstance(value.value, str):
                 docs[statement.target.id] = " ".join(value.value.split())
     return docs
+
+
+def closest_profile(kwargs: dict) -> tuple[str, dict]:
+    """The profile nearest to these env kwargs and the settings that differ from it (only the fields
+    some profile sets: the task, teachers and student are not settings a profile names)."""
+    profiled = sorted({name for config in PROFILES.values() for name in config.kwargs()})
+    values = {name: kwargs.get(name, getattr(EnvConfig(), name)) for name in profiled}
+
+    def differences(name: str) -> dict:
+        return {key: value for key, value in values.items() if getattr(PROFILES[name], key) != value}
+
+    name = min(PROFILES, key=lambda name: len(differences(name)))
+    return name, differences(name)

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from kd_env.arguments import EMPTY_SELECTION_FALLBACKS, require_bool, require_choice, require_finite
 from kd_env.errors import UserError
+from kd_env.config import EnvConfig
 
 AggregationFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """(student log-probs at tau (B, C), teacher probs at tau (B, K, C), weights (B, K)) -> KD term (B,)."""
@@ -76,13 +77,13 @@ def aggregation_names() -> list[str]:
 class KDConfig:
     """How teacher outputs are turned into the student's loss."""
 
-    alpha: float = 0.5
+    alpha: float = EnvConfig.alpha
     """Share of the KD term; 1 - alpha goes to the hard label."""
-    temperature: float = 2.0
+    temperature: float = EnvConfig.temperature
     """Softmax temperature tau applied to teacher and student logits in the KD term."""
-    tau_squared: bool = False
+    tau_squared: bool = EnvConfig.tau_squared
     """Multiply the KD term by tau^2."""
-    aggregation: str = "weighted_ce"
+    aggregation: str = EnvConfig.aggregation
     """``weighted_ce`` (sum of per-teacher soft CEs), ``kl_to_average`` (KL to the weighted mean) or
     any other name given to ``register_aggregation``."""
 
@@ -104,7 +105,7 @@ class KDLoss:
     kd: torch.Tensor
 
 
-def normalise_weights(scores, empty: str = "hard_label") -> torch.Tensor:
+def normalise_weights(scores, empty: str = EnvConfig.empty_selection) -> torch.Tensor:
     """Non-negative (..., B, K) scores (a tensor or anything numpy reads) -> float32 weights summing to
     1 per instance, on the scores' device.
 

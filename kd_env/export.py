@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from kd_env.devices import autocast
+from kd_env.errors import UserError
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def build_auto_classifier(config, class_names: tuple[str, ...], dropouts: dict) 
             source = resolve_encoder(config.encoder)
             available = AutoConfig.from_pretrained(source).num_hidden_layers
             if config.num_layers > available:
-                raise ValueError(f"encoder {config.encoder!r} has {available} layers; cannot keep {config.num_layers}")
+                raise UserError(f"encoder {config.encoder!r} has {available} layers; cannot keep {config.num_layers}")
             model = AutoModelForSequenceClassification.from_pretrained(source, num_hidden_layers=config.num_layers, **dropouts, **labels)
     return AutoClassifierStudent(model, config.mixed_precision)
 

@@ -243,7 +243,7 @@ class SemanticProjection:
     @classmethod
     def fit(cls, train_vectors: np.ndarray, dim: int) -> "SemanticProjection":
         if dim < 1:
-            raise ValueError(f"semantic_dim must be >= 1, got {dim}")
+            raise UserError(f"semantic_dim must be >= 1, got {dim}")
         vectors = np.asarray(train_vectors, dtype=np.float64)
         mean = vectors.mean(axis=0)
         _, _, vh = np.linalg.svd(vectors - mean, full_matrices=False)

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from kd_env.assets import resolve_encoder, unknown_encoder_error
 from kd_env.devices import autocast
+from kd_env.errors import UserError
 from kd_env.tasks.text import TextSplit
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def load_encoder(encoder: str, num_layers: int | None = None, cache_dir: str | N
         with _quiet_transformers():
             available = AutoConfig.from_pretrained(source).num_hidden_layers
             if num_layers is not None and num_layers > available:
-                raise ValueError(f"encoder {encoder!r} has {available} layers; cannot keep {num_layers}")
+                raise UserError(f"encoder {encoder!r} has {available} layers; cannot keep {num_layers}")
             if num_layers is not None:
                 config_overrides["num_hidden_layers"] = num_layers
             return AutoModel.from_pretrained(source, **config_overrides)

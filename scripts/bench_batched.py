@@ -41,6 +41,7 @@ import torch
 import kd_env  # noqa: F401  (registers the ids)
 from agents.sb3 import SharedPairPolicy
 from agents.sb3_vec import BatchedVecEnv
+from kd_env.config import EnvConfig
 from kd_env.distill import kd_loss_and_logit_gradient, normalise_weights
 
 ENV_ID = "kd_env/TeacherSelection-v0"
@@ -232,10 +233,10 @@ def ppo_rates(args) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-envs", type=int, nargs="+", default=[1, 4, 16, 64])
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=EnvConfig.batch_size)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.5, help="clock time per measurement")
-    parser.add_argument("--device", default="cpu", help="where the students train (cpu, cuda)")
+    parser.add_argument("--device", default=EnvConfig.device, help="where the students train (cpu, cuda)")
     parser.add_argument("--skip-memory", action="store_true", help="speed only")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (more than the free cores stalls them)")
     parser.add_argument("--ppo", type=int, default=0, metavar="N", help="only compare PPO on N sub-envs: batched env vs DummyVecEnv")

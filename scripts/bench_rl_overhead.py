@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--env-kwargs", type=json.loads, default={"task": "synthetic", "batch_size": 32},
+    parser.add_argument("--env-kwargs", type=json.loads, default={"task": "synthetic"},
                         help='JSON, e.g. \'{"task": "synthetic", "batch_size": 32}\'')
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -18,6 +18,7 @@ import time
 import numpy as np
 import torch
 
+from kd_env.config import EnvConfig
 from kd_env.distill import KDConfig, kd_loss
 from kd_env.tasks.dispatch import build_distillation_data
 from kd_env.students import build_student, default_learning_rate
@@ -43,9 +44,9 @@ def run_epoch(student, optimizer, inputs, labels, batches, teacher_logits) -> fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", default="twitter-sentiment")
-    parser.add_argument("--student", default="head", choices=["head", "transformer"])
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--task", default=EnvConfig.task)
+    parser.add_argument("--student", default=EnvConfig.student, choices=["head", "transformer"])
+    parser.add_argument("--batch-size", type=int, default=EnvConfig.batch_size)
     parser.add_argument("--rounds", type=int, default=2, help="alternating (cached, online) epoch pairs; medians reported")
     args = parser.parse_args()
 

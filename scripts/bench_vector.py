@@ -24,6 +24,8 @@ import logging
 import gymnasium as gym
 import torch
 
+from kd_env.config import EnvConfig
+
 # scripts/vector_bench.py, beside this script (python puts the script's folder on sys.path)
 from vector_bench import ENV_ID, array_census, async_scaling, cache_root_of, teacher_output_arrays, worker_memory
 
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=100, help="vector steps per timed round")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=EnvConfig.batch_size)
     parser.add_argument("--memory-task", default="twitter-sentiment", help="a text task (its teachers come from the disk cache)")
     parser.add_argument("--memory-task-options", type=json.loads, default={}, help="JSON object of task options")
     parser.add_argument("--memory-teachers", type=json.loads, default=None, help="JSON list of teacher names or specs (default: the named teachers)")

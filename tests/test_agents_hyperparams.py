@@ -9,7 +9,8 @@ import yaml
 from stable_baselines3 import A2C, PPO
 
 import kd_env  # noqa: F401
-from experiments.presets import LEARNING_ENV, PPO_SETTINGS
+from experiments.presets import PPO_SETTINGS, PROFILE
+from kd_env.config import profile
 
 pytestmark = pytest.mark.integration  # trains each zoo algorithm
 
@@ -38,9 +39,9 @@ def test_zoo_hyperparams_build_and_run(algo, cls):
 
 
 def test_zoo_settings_are_the_learning_setup():
-    """The YAML cannot import, so this test keeps it equal to experiments.presets, the one source."""
+    """The YAML cannot import, so this test keeps it equal to the presets' profile (kd_env.config) and PPO settings."""
     ppo = next(iter(yaml.safe_load((ROOT / "hyperparams" / "ppo.yml").read_text()).values()))
     assert {k: v for k, v in ppo.items() if k not in NON_ALGO_KEYS} == PPO_SETTINGS
     for algo in ("ppo", "a2c"):
         params = next(iter(yaml.safe_load((ROOT / "hyperparams" / f"{algo}.yml").read_text()).values()))
-        assert params["env_kwargs"] == {"task": "synthetic", **LEARNING_ENV}
+        assert params["env_kwargs"] == {"task": "synthetic", **profile(PROFILE).kwargs()}

@@ -1,6 +1,8 @@
 """Checkpoint teachers: a user's fine-tuned classifier folder, used as is, mapped to the task's classes,
 cached by content hash."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from tiny_checkpoints import write_tiny_classifier
@@ -56,3 +58,12 @@ def test_bad_checkpoints_fail_before_any_teacher_runs(tmp_path, task, monkeypatc
     monkeypatch.setattr(checkpoint_teachers, "_run_checkpoint", lambda *a: pytest.fail("a teacher ran"))
     with pytest.raises(ValueError, match=r"'wrong'.*\['negative', 'neutral', 'positive'\] do not match the task's classes \['neg', 'neu', 'pos'\]"):
         prepare_teachers(task, resolve_teacher_specs([good, wrong]), PreparationConfig(cache_dir=str(tmp_path / "cache"), device="cpu"))
+
+
+def test_a_folder_without_a_tokenizer_is_refused_in_one_line(tmp_path):
+    folder = Path(write_tiny_classifier(tmp_path / "no-tokenizer", ["neg", "neu", "pos"]))
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (folder / name).unlink(missing_ok=True)
+    with pytest.raises(ValueError, match="has no tokenizer vocabulary") as error:
+        resolve_teacher_specs([str(folder)])
+    assert "\n" not in str(error.value)

@@ -13,6 +13,8 @@ from typer.testing import CliRunner
 
 from experiments.grids import GridSpec, parse_seeds
 from kd_cli.app import app
+from kd_cli.env_options import NOT_FLAGS, flag_name, help_text
+from kd_env.config import PROFILES, EnvConfig
 from kd_cli.options import parse_grid, parse_pairs
 
 runner = CliRunner()
@@ -30,6 +32,79 @@ def test_help_lists_subcommands_and_every_flag_has_help():
         for param in command.params:
             assert getattr(param, "help", None), f"{name} {param.name}"
         assert runner.invoke(app, [name, "--help"]).exit_code == 0
+
+
+ENV_SUBCOMMANDS = {"train": (), "compare": ("task",), "sweep": (), "distill": (), "bench": ()}
+"""Subcommands with every env flag, less the fields they take another way (compare: a repeatable --task)."""
+
+
+def test_every_config_field_is_a_flag_with_its_docstring():
+    """The env flags are built from EnvConfig: a new field is a new flag, its help the field's docstring."""
+    group = typer.main.get_command(app)
+    for name, exclude in ENV_SUBCOMMANDS.items():
+        params = {opt: param for param in group.commands[name].params for opt in param.opts}
+        for field in EnvConfig.__dataclass_fields__:
+            if field in NOT_FLAGS or field in exclude:
+                continue
+            flag = flag_name(field)
+            assert flag in params, f"{name} has no {flag}"
+            assert params[flag].help.startswith(help_text(field)), f"{name} {flag}"
+        assert "--profile" in params and "--env-kwargs" in params
+    prepare = {opt for param in group.commands["prepare"].params for opt in param.opts}
+    assert {"--task", "--teacher", "--task-options"} <= prepare
+
+
+def test_choices_come_from_the_registries():
+    result = runner.invoke(app, ["train", "--agent", "avg_kd", "--total-steps", "5", "--reward", "nope"])
+    assert result.exit_code == 2 and "ce_gain" in result.output and "dev_gain" in result.output
+    result = runner.invoke(app, ["compare", "--preset", "huge"])
+    assert result.exit_code == 2 and "demo" in result.output
+    help_text_ = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "400"}).output
+    assert all(name in help_text_ for name in ("bow", "transformer", "mtkd_rl", "ppo_instance", "weighted_ce", "all_teachers", "recommended"))
+    assert "(default: ce_gain)" in help_text_  # the default profile's value, not the env's
+
+
+def test_env_flags_profile_and_env_kwargs_flow_into_the_run(monkeypatch):
+    import agents.training
+
+    seen = {}
+
+    def capture(config, **_):
+        seen["config"] = config
+        raise ValueError("stop")
+
+    monkeypatch.setattr(agents.training, "train", capture)
+    args = ["train", "--agent", "avg_kd", "--total-steps", "5", "--task", "synthetic", "--batch-size", "16", "--teacher", "biased-specialists",
+            "--no-tau-squared", "--feature", "semantic", "--feature", "teacher_ce", "--student-options", "num_layers=2",
+            "--env-kwargs", "alpha=0.3", "--env-kwargs", "batch_size=8"]
+    runner.invoke(app, args)
+    assert seen["config"].env_kwargs == {**PROFILES["recommended"].kwargs(), "task": "synthetic", "batch_size": 16, "teachers": ["biased-specialists"],
+                                         "tau_squared": False, "features": ["semantic", "teacher_ce"], "student_options": {"num_layers": 2}, "alpha": 0.3}
+    runner.invoke(app, ["train", "--agent", "avg_kd", "--total-steps", "5", "--profile", "paper"])
+    assert seen["config"].env_kwargs == {}  # the paper profile is the env's defaults
+
+
+def test_a_pool_name_works_wherever_teachers_are_named(tmp_path, monkeypatch):
+    import experiments.compare
+    from kd_env.teachers import resolve_teacher_specs
+
+    seen = []
+    monkeypatch.setattr(experiments.compare, "run_grid", lambda preset, *args: seen.append(preset) or 0)
+    monkeypatch.setattr("experiments.report_files.write_report", lambda *args: "report")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["compare", "--task", "twitter-sentiment", "--teacher", "biased-specialists", "--agents", "avg_kd", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("task: twitter-sentiment\nagents: avg_kd\nteachers: biased-specialists\n")
+    result = runner.invoke(app, ["compare", "--grid", str(grid), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    grid.write_text("task: twitter-sentiment\nagents: avg_kd\nteachers: [biased-specialists, minilm-l6-head]\n")
+    assert runner.invoke(app, ["compare", "--grid", str(grid), "--out", str(out)]).exit_code == 0
+    teachers = [preset.common_env_kwargs["teachers"] for preset in seen]
+    assert teachers == [["biased-specialists"], "biased-specialists", ["biased-specialists", "minilm-l6-head"]]
+    names = [[spec.name for spec in resolve_teacher_specs(t)] for t in teachers]
+    clusters = ["cluster0-specialist", "cluster1-specialist", "cluster2-specialist"]
+    assert names == [clusters, clusters, [*clusters, "minilm-l6-head"]]
 
 
 def test_option_syntax_pairs_json_objects_and_grids():
@@ -105,7 +180,9 @@ def no_compute(monkeypatch):
     (["compare", "--task", "synthetic", "--agents", "avg_kd,dqn"], "unknown agent 'dqn'"),
     (["compare", "--task", "synthetic", "--seeds", "0-x"], "malformed seeds '0-x'"),
     (["compare", "--preset", "quick", "--agents", "avg_kd"], "either --preset or an ad-hoc grid"),
-    (["compare", "--preset", "huge"], "unknown preset 'huge'"),
+    (["compare", "--task", "synthetic", "--agents", "reinforce", "--epochs", "1"], "reinforce's recipe pre-trains .* give at least 2 epochs"),
+    (["distill", "--task", "synthetic", "--out", "OUT", "--epochs", "1"], "reinforce's recipe pre-trains .* give at least 2 epochs"),
+    (["distill", "--task", "synthetic"], "distill needs --out"),
     (["compare", "--preset", "quick", "--report-only", "--out", "OUT"], "no results in .*results.jsonl to report"),
     (["sweep", "--agents", "avg_kd,dqn", "--total-steps", "5"], "unknown agent 'dqn'"),
     (["train", "--agent", "dqn", "--total-steps", "5"], "unknown agent 'dqn'"),
@@ -189,8 +266,39 @@ def test_bench_reports_env_steps_per_second():
 
 @pytest.mark.integration
 def test_old_entry_points_still_run():
-    """The README's main command goes through scripts/compare.py."""
+    """The old entry points still run: aliases of kd-env compare and kd-env train."""
     root = Path(__file__).resolve().parents[1]
     for script, flag in (("compare.py", "--preset"), ("train.py", "--checkpoint-every")):
         result = subprocess.run([sys.executable, str(root / "scripts" / script), "--help"], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0 and flag in result.stdout, result.stderr
+
+
+def test_distill_output_and_card_call_out_a_blind_selector(tmp_path, monkeypatch):
+    import experiments.distill
+    from experiments.model_card import model_card
+
+    warning = "the selector selects no teacher, right or wrong, so the student equals Avg-KD's (an empty selection means all teachers)"
+    run = {"dev_accuracy": 0.5, "test_accuracy": 0.5, "dev_macro_f1": 0.4, "test_macro_f1": 0.4, "env_steps": 10,
+           "selection": {"teachers": ["a"], "rate_when_correct": [0.0], "rate_when_wrong": [0.0]}}
+    summary = {"task": "synthetic", "agent": "reinforce", "student": "head", "epochs": 2, "seed": 0, "out": str(tmp_path), "spec": {"profile": "recommended"},
+               "settings": {"empty_selection": "all_teachers"}, "agent_kwargs": {}, "classes": ["a", "b"], "sizes": {"train": 1, "dev": 1, "test": 1},
+               "teachers": {"a": {"dev_accuracy": 0.5, "test_accuracy": 0.5}}, "student_size": {"parameters": 10, "disk_mb": 0.1},
+               "runs": {"reinforce": run}, "warnings": [warning]}
+    monkeypatch.setattr(experiments.distill, "distill", lambda spec: summary)
+    result = runner.invoke(app, ["distill", "--task", "synthetic", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0 and f"warning: {warning}" in result.stderr
+    card = model_card(summary)
+    assert f"> **Warning:** {warning}." in card and "learns from all teachers" in card and "Size: 10 parameters" in card
+
+
+def test_max_steps_cuts_a_run_and_keeps_joint_training():
+    from agents.training import TrainConfig
+    from experiments.distill import DistillSpec, capped
+
+    stages = {"pretrain_student_steps": 1, "pretrain_selector_steps": 1}
+    config = TrainConfig(agent="reinforce", total_steps=400, agent_kwargs={"pretrain_student_steps": 100, "pretrain_selector_steps": 100, "advantage": "instance"})
+    cut = capped(config, 40, stages)
+    assert cut.total_steps == 40 and cut.agent_kwargs == {"pretrain_student_steps": 10, "pretrain_selector_steps": 10, "advantage": "instance"}
+    assert capped(config, 1000, stages) == config and capped(config, None, stages) == config
+    with pytest.raises(ValueError, match="max_steps must be >= 1"):
+        DistillSpec(task="synthetic", out="out", max_steps=0)

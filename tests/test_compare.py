@@ -1,6 +1,7 @@
 """The comparison grid on a tiny synthetic task: records, resume, failed runs, selection profiles."""
 
 import json
+import logging
 import subprocess
 import sys
 
@@ -20,7 +21,8 @@ def tiny_preset(entries, seeds=(0, 1)):
 
 
 @pytest.mark.integration
-def test_grid_records_every_run_resumes_and_keeps_failures(tmp_path):
+def test_grid_records_every_run_resumes_and_keeps_failures(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="experiments.compare")
     results = tmp_path / "results.jsonl"
     entries = [
         GridEntry(label="avg_kd", agent="avg_kd"),
@@ -42,6 +44,8 @@ def test_grid_records_every_run_resumes_and_keeps_failures(tmp_path):
     assert reinforce.selection["teachers"] == reinforce.teachers and len(reinforce.selection["rate_when_correct"]) == 4
     assert "advantage" in next(r for r in records if r.entry == "broken").error
     json.dumps([r.teacher_test_accuracy for r in records])  # plain JSON all the way down
+    finished = [m for m in caplog.messages if m.startswith("finished ")]  # a log line per run, not only the bar
+    assert len(finished) == 6 and finished[-1].startswith("finished 6/6: ") and any("test accuracy" in m for m in finished)
 
     # A re-run skips finished runs and retries only the failed ones.
     assert run_grid(tiny_preset(entries), results, tmp_path / "runs") == 2

@@ -36,9 +36,10 @@ def test_distill_transformer_student_loads_in_a_pipeline(setting):
               "intermediate_size": 64, "max_position_embeddings": 64}
     out = root / "student"
     args = ["distill", *common, "--student", "transformer", "--student-options", json.dumps({"config": config, "tokenizer": encoder}),
-            "--agent", "reinforce", "--compare-avg", "--out", str(out)]
+            "--agent", "reinforce", "--epochs", "2", "--compare-avg", "--out", str(out)]  # reinforce needs 2 epochs: 1 of Avg-KD, 1 joint
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output + str(result.exception)
+    assert "selection profile" in result.stderr and "reinforce:" in result.stderr  # progress bars, not silence
 
     from transformers import pipeline
 
@@ -48,6 +49,13 @@ def test_distill_transformer_student_loads_in_a_pipeline(setting):
     assert "pipeline_tag: text-classification" in card and "teacher-b" in card and "avg_kd" in card and "selected when right" in card
     summary = json.loads((out / "distill.json").read_text())
     assert set(summary["runs"]) == {"reinforce", "avg_kd"} and set(summary["teachers"]) == {"teacher-a", "teacher-b"}
+    assert summary["spec"]["student_options"]["config"] == config and summary["spec"]["profile"] == "recommended"
+    assert summary["settings"]["batch_size"] == 16 and summary["student_size"]["parameters"] > 0
+    assert summary["student_size"]["ms_per_text"] > 0 and "ms per text" in card and "Settings profile `recommended`" in card
+    from experiments.distill import DistillSpec
+
+    assert DistillSpec.from_file(out / "distill.json", {"out": str(root / "again")}).replace(out=str(out)) == DistillSpec(**{
+        **summary["spec"], "teachers": tuple(summary["spec"]["teachers"])})  # the record re-runs as it was
     assert list((out / "runs").glob("*/events.out.tfevents.*"))
     again = runner.invoke(app, args)
     assert again.exit_code == 2 and "--overwrite" in again.stderr
@@ -67,7 +75,7 @@ def test_distill_head_student_loads_with_kd_env(setting):
 def test_distill_refuses_checkpoint_with_other_labels(setting, tmp_path):
     _, _, common = setting
     wrong = write_tiny_classifier(tmp_path / "wrong", ["LABEL_0", "LABEL_1", "LABEL_2"])
-    result = runner.invoke(app, ["distill", *common, "--teacher", wrong, "--student", "head", "--out", str(tmp_path / "out")])
+    result = runner.invoke(app, ["distill", *common, "--teacher", wrong, "--student", "head", "--agent", "avg_kd", "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "do not match the task's classes ['neg', 'neu', 'pos']" in result.stderr
     assert not (tmp_path / "out").exists()
 

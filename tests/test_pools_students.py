@@ -76,7 +76,12 @@ def test_named_pools_resolve_to_specs_and_unknown_names_fail():
     biased = resolve_teacher_specs("biased-specialists")
     assert [s.slice for s in biased] == ["cluster:3:0", "cluster:3:1", "cluster:3:2"]
     assert {s.outside_slice for s in biased} == {"shift"}
-    assert pool_teachers("default") is None
+    assert {s.tuning for s in resolve_teacher_specs(None)} == {"head"}  # the cheap default (docs/benchmarks.md)
+    assert resolve_teacher_specs(None) == resolve_teacher_specs("default")
+    assert {s.tuning for s in resolve_teacher_specs("fine-tuned")} == {"full"}
+    assert pool_teachers("fine-tuned") == ["minilm-l6", "minilm-l3", "mpnet-l3"]
+    mixed = resolve_teacher_specs(["minilm-l6", "biased-specialists"])  # a pool name inside a list
+    assert [s.name for s in mixed] == ["minilm-l6", *(s.name for s in biased)]
     with pytest.raises(ValueError, match="unknown teacher pool 'experts'"):
         resolve_teacher_specs("experts")
 
@@ -177,3 +182,12 @@ def test_bow_student_refuses_unknown_and_bad_options(tmp_path, tiny_bert, review
         bow_env(tmp_path, tiny_bert, reviews_csv, width=3)
     with pytest.raises(ValueError, match="hidden must be >= 1"):
         bow_env(tmp_path, tiny_bert, reviews_csv, hidden=0)
+
+
+def test_teacher_preparation_says_how_long_it_will_take():
+    from kd_env.teachers.preparation import expected_time
+    from kd_env.teachers.specs import NAMED_TEACHERS
+
+    assert expected_time(NAMED_TEACHERS["minilm-l6"], 2000) == "a full fine-tune for 1 epoch(s) on 2000 texts, about 1 min on a 2-core CPU"
+    assert "about 2 min" in expected_time(NAMED_TEACHERS["mpnet-l3"], 2000)
+    assert "seconds" in expected_time(NAMED_TEACHERS["minilm-l6-head"], 2000)

@@ -133,7 +133,62 @@ def test_the_written_report_leads_with_the_headroom(tmp_path):
     for run in grid(avg_kd=[0.6, 0.7, 0.8], correct_teachers=[0.65, 0.74, 0.85]):
         append_record(tmp_path / "results.jsonl", run)
     text = write_report(tmp_path / "results.jsonl", tmp_path)
-    assert text.startswith("| task | privileged reference |") and "| headroom |" in (tmp_path / "headroom.md").read_text()
+    settings, rest = text.split("\n\n", 1)
+    assert settings == "Settings: profile `paper` (kd_env.config)."  # these records name no env settings
+    assert rest.startswith("| task | privileged reference |") and "| headroom |" in (tmp_path / "headroom.md").read_text()
+    assert "The paper's claim: not measured" in text and not (tmp_path / "single_teachers.md").exists()
+
+
+def test_a_report_without_a_reference_leads_with_the_table_and_names_the_profile(tmp_path):
+    from experiments.report_files import write_report
+    from experiments.results import append_record
+    from kd_env.config import PROFILES
+
+    recommended = {"train": {"agent": "avg_kd", "env_kwargs": {"task": "synthetic", **PROFILES["recommended"].kwargs()}}}
+    no_kd = {"train": {"agent": "no_kd", "env_kwargs": {"task": "synthetic", **PROFILES["recommended"].kwargs(), "empty_selection": "hard_label"}}}
+    for seed, accuracy in enumerate([0.6, 0.7]):
+        append_record(tmp_path / "results.jsonl", record("avg_kd", seed, accuracy, config=recommended))
+        append_record(tmp_path / "results.jsonl", record("no_kd", seed, accuracy - 0.1, config=no_kd))
+    text = write_report(tmp_path / "results.jsonl", tmp_path)
+    settings, table, rest = text.split("\n\n", 2)
+    assert settings == "Settings: profile `recommended` (kd_env.config); entries that change it: no_kd (empty_selection=hard_label)."
+    assert table.startswith("| task | entry |") and rest.startswith("Selection headroom: not measured")
+    assert "The paper's claim: not measured (no learned selector ran)." in rest and "| - |" not in rest
+    assert not (tmp_path / "selection.md").exists()
+
+
+def profiled(entry, seed, right, wrong):
+    selection = {"teachers": ["t0", "t1"], "rate_when_correct": right, "rate_when_wrong": wrong, "wrong_teachers": [0, 1, 2],
+                 "rate_by_wrong_teachers": [[0.5, 0.5]] * 3, "count_by_wrong_teachers": [10, 5, 2]}
+    env_kwargs = {"empty_selection": "all_teachers"}
+    return record(entry, seed, 0.7, selection=selection, config={"train": {"agent": "reinforce", "env_kwargs": env_kwargs}})
+
+
+def test_every_report_has_the_selection_profile_table_and_names_blind_selectors(tmp_path):
+    from experiments.report_files import write_report
+    from experiments.results import append_record
+
+    runs = [profiled("reinforce", 0, [1.0, 0.9], [0.0, 0.1]), profiled("reinforce", 1, [0.96, 0.9], [0.0, 0.1]),
+            profiled("ppo", 0, [0.0, 0.0], [0.0, 0.0]), profiled("ppo", 1, [0.0, 0.01], [0.0, 0.0])]
+    for run in runs:
+        append_record(tmp_path / "results.jsonl", run)
+    text = write_report(tmp_path / "results.jsonl", tmp_path)
+    selection = (tmp_path / "selection.md").read_text()
+    assert selection in text
+    assert "| synthetic | reinforce | t0 | 0.98 (0.96–1.00) | 0.00 | 2 |" in selection
+    assert "| synthetic | reinforce | t1 | 0.90 | 0.10 | 2 |" in selection
+    assert "warning: synthetic / ppo (seeds 0, 1): the selector selects no teacher, right or wrong, so the student equals Avg-KD's" in selection
+    assert "reinforce (seed" not in selection
+
+
+def test_a_blind_selector_is_called_out_with_what_the_student_equals():
+    from experiments.selection import selection_warning
+
+    nothing = {"rate_when_correct": [0.0, 0.01], "rate_when_wrong": [0.0, None]}
+    assert "equals Avg-KD's" in selection_warning(nothing, "all_teachers")
+    assert "equals no_kd's" in selection_warning(nothing, "hard_label")
+    assert "every teacher" in selection_warning({"rate_when_correct": [1.0, 1.0], "rate_when_wrong": [0.99, 1.0]}, "all_teachers")
+    assert selection_warning({"rate_when_correct": [0.9, 1.0], "rate_when_wrong": [0.1, 0.0]}, "all_teachers") is None
 
 
 def learned_grid(**accuracies):
@@ -165,7 +220,7 @@ def test_claim_picks_the_learned_selector_by_dev_and_ignores_rules_and_reference
     assert claim.vs_avg_kd.mean == pytest.approx(0.06) and claim.vs_best_single.mean == pytest.approx(0.11)
     assert claim.vs_no_kd.mean == pytest.approx(0.03)
     assert claim.verdict.startswith("met")
-    assert "| reinforce |" in claim_table([claim])
+    assert "| reinforce |" in claim_table([claim]) and "claim (the paper's): the learned selector's student beats" in claim_table([claim])
 
 
 def test_claim_not_met_when_a_baseline_is_within_the_margin():

@@ -26,6 +26,13 @@ def test_tsv_file_with_quotes_in_text(tmp_path):
         assert 'the "film" was good' in texts and len(texts) == 120
 
 
+def test_csv_prefix_on_a_tab_separated_file_points_to_tsv(tmp_path):
+    path = write_rows(tmp_path / "spam.txt", sentiment_rows(60), "\t")
+    with pytest.raises(ValueError, match=r"looks tab-separated .*use tsv:"):
+        load_task(f"csv:{path}")
+    assert sum(len(s) for s in load_task(f"tsv:{path}").splits.values()) == 60
+
+
 def test_delimiter_option(tmp_path):
     path = write_rows(tmp_path / "reviews.txt", sentiment_rows(90), ";")
     task = load_task(f"csv:{path}", TaskConfig(delimiter=";"))

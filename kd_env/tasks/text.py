@@ -358,6 +358,18 @@ def _check_user_file(path: Path, fmt: str, config: TaskConfig) -> None:
         raise UserError(f"{path}: its first line is over {HEAD_CHARACTERS} characters long, too long for a header line")
 
 
+def _refuse_tab_separated(files: dict[str, str], encoding: str) -> None:
+    """A ``csv:`` file whose lines hold more tabs than commas is tab-separated: say so, rather than let the
+    reader fail later with "Expected 2 fields in line 10, saw 4"."""
+    for path in files.values():
+        with open(path, encoding=encoding, errors="replace") as handle:
+            lines = [line for line, _ in zip(handle, range(20)) if line.strip()]
+        tabs, commas = sum(line.count("\t") for line in lines), sum(line.count(",") for line in lines)
+        if tabs >= len(lines) and tabs > commas:
+            raise UserError(f"{path} looks tab-separated ({tabs} tabs, {commas} commas in its first lines): use tsv:{path}, "
+                             "or the task option delimiter=',' to read it as comma-separated anyway")
+
+
 def _reader_options(fmt: str, files: dict[str, str], config: TaskConfig) -> dict:
     """``datasets`` reader options of a user file: encoding, separator, quoting and header-less column names."""
     if USER_FILE_FORMATS[fmt][0] != "csv":
@@ -367,6 +379,8 @@ def _reader_options(fmt: str, files: dict[str, str], config: TaskConfig) -> dict
     delimiter = config.delimiter
     if delimiter is None:
         delimiter = "\t" if fmt == "tsv" or any(f.endswith(".tsv") for f in files.values()) else ","
+        if delimiter == ",":
+            _refuse_tab_separated(files, config.encoding)
     options = {"delimiter": delimiter, "encoding": config.encoding}
     if delimiter == "\t":
         options["quoting"] = 3  # csv.QUOTE_NONE: quotes in tab-separated text are text

@@ -15,10 +15,10 @@ from kd_env.teachers.preparation import (
     teacher_description,
     teacher_slices,
 )
-from kd_env.teachers.specs import CODE_VERSION, DEFAULT_TEACHERS, PreparationConfig, TeacherSpec, resolve_teacher_specs
+from kd_env.teachers.specs import CODE_VERSION, NAMED_TEACHERS, PreparationConfig, TeacherSpec, resolve_teacher_specs
 
 __all__ = [
-    "CODE_VERSION", "DEFAULT_TEACHERS", "DiskTeacherCache", "PreparationConfig", "TeacherCache", "TeacherOutputs",
+    "CODE_VERSION", "NAMED_TEACHERS", "DiskTeacherCache", "PreparationConfig", "TeacherCache", "TeacherOutputs",
     "TeacherSpec", "embedding_description", "load_teacher_model", "prepare_teachers", "resolve_teacher_specs",
     "sentence_embeddings", "teacher_description", "teacher_slices",
 ]

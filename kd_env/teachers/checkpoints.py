@@ -34,6 +34,10 @@ CHECKPOINT_CODE_VERSION = 1
 _GENERIC_LABEL = re.compile(r"label_(\d+)")
 
 
+VOCABULARY_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model")
+"""Files that hold a tokenizer's vocabulary: one must be in a checkpoint teacher's folder."""
+
+
 @dataclass(frozen=True)
 class CheckpointTeacher:
     """A teacher given as a local fine-tuned checkpoint folder (config, weights, tokenizer)."""
@@ -50,6 +54,10 @@ class CheckpointTeacher:
             raise FileNotFoundError(f"teacher {self.name!r}: checkpoint folder {self.checkpoint} does not exist")
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"teacher {self.name!r}: {self.checkpoint} has no config.json; give a folder that save_pretrained wrote")
+        if not any((folder / name).is_file() for name in VOCABULARY_FILES):
+            # transformers would build an empty-vocabulary tokenizer (all-[UNK] input) or fail deep inside.
+            raise UserError(f"teacher {self.name!r}: {self.checkpoint} has no tokenizer vocabulary (none of {', '.join(VOCABULARY_FILES)}); "
+                             "save the tokenizer beside the model (tokenizer.save_pretrained(folder))")
         if self.max_length < 8:
             raise UserError(f"teacher {self.name!r}: max_length must be >= 8, got {self.max_length}")
 

@@ -11,10 +11,12 @@ pools differ in where the teachers' errors lie:
 | `mixed-quality`      | a clean teacher, one trained on 40% flipped labels, one on 5% of the data        |
 | `zoo`                | 6 domain teachers on 4 k-means domains, over MiniLM-L6, MiniLM-L3 and MPNet vectors |
 | `zoo-mixed`          | 6 domain teachers on 4 domains: strong (MPNet) and weak (MiniLM-L3, a fifth of the data) |
-| `default`            | the task's default teachers (``DEFAULT_TEACHERS``, fine-tuned for 1 epoch)       |
+| `default`            | the default teachers: MiniLM-L6 and MiniLM-L3 heads, and a L6 head on 10% of the data |
+| `fine-tuned`         | MiniLM-L6, MiniLM-L3 and MPNet (3 layers), each fine-tuned for 1 epoch (minutes each) |
 
-The named pools are head-tuned (``tuning="head"``: an MLP over a frozen encoder's cached vectors), so
-preparing one takes seconds once the vectors are cached. In the specialist pools each instance has one
+All but `fine-tuned` are head-tuned (``tuning="head"``: an MLP over a frozen encoder's cached vectors,
+MiniLM-L6's but in the zoos), so preparing one takes seconds (``default``: under a minute from an empty cache,
+docs/benchmarks.md). In the specialist pools each instance has one
 teacher that learned its cluster honestly, so "select the teacher that is right" has a known answer
 on real text.
 
@@ -48,8 +50,10 @@ def _specialists(outside: str) -> list[dict]:
     ]
 
 
-TEACHER_POOLS: dict[str, list | None] = {
-    "default": None,
+TEACHER_POOLS: dict[str, list] = {
+    # Names of ``kd_env.teachers.specs.NAMED_TEACHERS``.
+    "default": ["minilm-l6-head", "minilm-l3-head", "minilm-l6-head-10pct"],
+    "fine-tuned": ["minilm-l6", "minilm-l3", "mpnet-l3"],
     "specialists": _specialists("drop"),
     "biased-specialists": _specialists("shift"),
     "mixed-quality": [
@@ -78,9 +82,16 @@ TEACHER_POOLS: dict[str, list | None] = {
 }
 
 
-def pool_teachers(name: str) -> list | None:
-    """The teacher list of a named pool (None = the task's defaults)."""
+def pool_teachers(name: str) -> list:
+    """The teacher list of a named pool."""
     if name not in TEACHER_POOLS:
         raise UserError(f"unknown teacher pool {name!r}; available: {sorted(TEACHER_POOLS)}")
-    pool = TEACHER_POOLS[name]
-    return None if pool is None else [spec if isinstance(spec, str) else dict(spec) for spec in pool]
+    return [spec if isinstance(spec, str) else dict(spec) for spec in TEACHER_POOLS[name]]
+
+
+def expand_pools(teachers: list) -> list:
+    """A teacher list in which pool names stand for their teachers (``[biased-specialists]``)."""
+    expanded = []
+    for teacher in teachers:
+        expanded.extend(pool_teachers(teacher) if isinstance(teacher, str) and teacher in TEACHER_POOLS else [teacher])
+    return expanded

@@ -179,6 +179,7 @@ def _build_teacher(task: TextTask, spec: TeacherSpec, config: PreparationConfig,
         size = max(1, round(spec.train_fraction * len(train_ids)))
         keep = np.sort(np.random.default_rng(spec.seed).permutation(len(train_ids))[:size])
         train_ids, taught = train_ids[keep], taught[keep]
+    logger.info("preparing teacher %s on %s: %s", spec.name, task.name, expected_time(spec, len(train_ids)))
     encoded, model = _teacher_inputs_and_model(task, spec, config)
     model = model.to(torch_device)
     train_subset = encoded[TEACHER_TRAIN].subset(train_ids)
@@ -201,6 +202,22 @@ def _build_teacher(task: TextTask, spec: TeacherSpec, config: PreparationConfig,
     meta = {"spec": dataclasses.asdict(spec), "classes": list(task.class_names), "accuracy": accuracies, "slice_accuracy": slice_accuracies,
             "prepare_seconds": time.perf_counter() - started, "device": str(torch_device), **summary}
     return arrays, meta
+
+
+FULL_TUNING_RATES = {"minilm-l6": 34, "minilm-l3": 63, "mpnet-base": 4.5}
+"""Training examples per second of a full fine-tune at batch 32, length 64, on the 2-core CPU (DESIGN §4;
+a 3-layer MPNet: 21). Only for the estimate a user sees before minutes of silence."""
+
+
+def expected_time(spec: TeacherSpec, train_size: int) -> str:
+    """A rough duration of preparing this teacher on a 2-core CPU, to say before it starts."""
+    if spec.tuning == "head":
+        return "a head over the frozen encoder's vectors (seconds once they are cached)"
+    rate = 21 if spec.encoder == "mpnet-base" and spec.num_layers else FULL_TUNING_RATES.get(spec.encoder)
+    if rate is None:
+        return f"a full fine-tune of {spec.encoder} for {spec.epochs} epoch(s) on {train_size} texts"
+    minutes = spec.epochs * train_size / rate / 60
+    return f"a full fine-tune for {spec.epochs} epoch(s) on {train_size} texts, about {max(1, round(minutes))} min on a 2-core CPU"
 
 
 def _teacher_inputs_and_model(task: TextTask, spec: TeacherSpec, config: PreparationConfig):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from kd_env.errors import UserError
 from kd_env.options import check_option_names
 from kd_env.teachers.checkpoints import checkpoint_teacher, looks_like_checkpoint
-from kd_env.teachers.pools import pool_teachers
+from kd_env.teachers.pools import HEAD, TEACHER_POOLS, expand_pools, pool_teachers
 from kd_env.teachers.slices import OUTSIDE_SLICE_MODES, SliceSpec
 
 # Bump when fine-tuning or inference changes what a cache entry holds: old entries are then ignored.
@@ -67,34 +67,35 @@ class TeacherSpec:
             raise UserError(f"teacher {self.name!r}: num_layers must be >= 1 or None, got {self.num_layers}")
 
 
-# Three families and depths: heterogeneous on purpose, as selection only matters when teachers differ.
-DEFAULT_TEACHERS = {
+# Families, depths and data sizes differ on purpose, as selection only matters when teachers differ.
+# Fine-tuned teachers cost minutes each on a CPU; head-tuned ones seconds over vectors computed once.
+NAMED_TEACHERS = {
     "minilm-l6": TeacherSpec("minilm-l6", "minilm-l6"),
     "minilm-l3": TeacherSpec("minilm-l3", "minilm-l3"),
     "mpnet-l3": TeacherSpec("mpnet-l3", "mpnet-base", num_layers=3, learning_rate=5e-5),
+    "minilm-l6-head": TeacherSpec("minilm-l6-head", **HEAD),
+    "minilm-l3-head": TeacherSpec("minilm-l3-head", **{**HEAD, "encoder": "minilm-l3"}),
+    "minilm-l6-head-10pct": TeacherSpec("minilm-l6-head-10pct", **HEAD, train_fraction=0.1),
 }
 
 
 def resolve_teacher_specs(teachers: list | str | None) -> list[TeacherSpec]:
-    """Teacher names (``DEFAULT_TEACHERS`` keys) or dicts of ``TeacherSpec`` fields, or the name of a
-    pool (``kd_env.teachers.pools``); None = the defaults."""
-    if isinstance(teachers, str):
-        teachers = pool_teachers(teachers)
-    if teachers is None:
-        return list(DEFAULT_TEACHERS.values())
+    """Teacher names (``NAMED_TEACHERS`` keys), checkpoint folders, dicts of ``TeacherSpec`` fields or
+    pool names (``kd_env.teachers.pools``), or one pool name; None = the ``default`` pool."""
+    teachers = pool_teachers(teachers or "default") if teachers is None or isinstance(teachers, str) else expand_pools(teachers)
     if not teachers:
-        raise UserError(f"at least one teacher is needed; named teachers: {sorted(DEFAULT_TEACHERS)}")
+        raise UserError(f"at least one teacher is needed; named teachers: {sorted(NAMED_TEACHERS)}")
     specs = []
     known = {f.name for f in fields(TeacherSpec)}
     for teacher in teachers:
-        if (isinstance(teacher, str) and teacher not in DEFAULT_TEACHERS and looks_like_checkpoint(teacher)) or (
+        if (isinstance(teacher, str) and teacher not in NAMED_TEACHERS and looks_like_checkpoint(teacher)) or (
             isinstance(teacher, dict) and "checkpoint" in teacher
         ):
             specs.append(checkpoint_teacher(teacher))
         elif isinstance(teacher, str):
-            if teacher not in DEFAULT_TEACHERS:
-                raise UserError(f"unknown teacher {teacher!r}; named teachers: {sorted(DEFAULT_TEACHERS)}, a checkpoint folder, or a dict of {sorted(known)}")
-            specs.append(DEFAULT_TEACHERS[teacher])
+            if teacher not in NAMED_TEACHERS:
+                raise UserError(f"unknown teacher {teacher!r}; named teachers: {sorted(NAMED_TEACHERS)}, pools: {sorted(TEACHER_POOLS)}, a checkpoint folder, or a dict of {sorted(known)}")
+            specs.append(NAMED_TEACHERS[teacher])
         elif isinstance(teacher, dict):
             check_option_names(teacher, known, "teacher spec")
             if "encoder" not in teacher:
