@@ -8,7 +8,7 @@ Privileged references (both env ids), which bound what per-instance selection ca
 compete with learners: ``correct_teachers`` (per instance, the teachers whose top class is the gold
 label) and ``oracle`` (the task's known answer, where it has one: the synthetic task's experts).
 
-Weighting rules (``TeacherWeighting-v0`` only; i = instance, m = teacher, l = teacher CE vs gold,
+Weighting rules (``TeacherWeighting-v1`` only; i = instance, m = teacher, l = teacher CE vs gold,
 H = teacher entropy, both recovered from the observation):
 ``ca_mkd`` ``(1 - softmax_m(l_i.)) / (M - 1)`` (Zhang et al. 2022), ``ebkd`` ``1 - H_im / sum_m H_im``
 (Kwon et al. 2020), ``mt_bert`` ``1 / (1 + l_im)`` (Wu et al. 2021). The env normalises each row.
@@ -78,7 +78,7 @@ class RuleAgent(StepwiseAgent):
         self.view = ObservationView(env)
         self.action_mode = env.unwrapped.action_mode
         if self.needs_weights_env and self.action_mode != "weights":
-            raise UserError(f"{type(self).__name__} gives continuous weights: use kd_env/TeacherWeighting-v0")
+            raise UserError(f"{type(self).__name__} gives continuous weights: use kd_env/TeacherWeighting-v1")
 
     def rule(self, grid: np.ndarray) -> np.ndarray:
         raise NotImplementedError

@@ -1,4 +1,4 @@
-"""An MTKD-RL-style agent (AAAI 2025) for ``TeacherWeighting-v0``: continuous weights from a policy.
+"""An MTKD-RL-style agent (AAAI 2025) for ``TeacherWeighting-v1``: continuous weights from a policy.
 
 The shared pair network gives a Gaussian over a pre-sigmoid score z per (instance, teacher); the
 policy's weight is sigmoid(z). As in MTKD-RL, the weight sent to the env is the mean of the policy's

@@ -87,7 +87,7 @@ class SharedPairPolicy(ActorCriticPolicy):
 
     def __init__(self, observation_space, action_space, lr_schedule, obs_shape=None, pair_hidden_sizes=(64,), **kwargs):
         if not isinstance(action_space, spaces.MultiBinary):
-            raise UserError(f"SharedPairPolicy makes binary selections (TeacherSelection-v0), got {action_space}")
+            raise UserError(f"SharedPairPolicy makes binary selections (TeacherSelection-v1), got {action_space}")
         if obs_shape is None:
             pairs = int(np.prod(action_space.shape))
             obs_shape = (1, pairs, int(np.prod(observation_space.shape)) // pairs)

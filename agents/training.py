@@ -49,7 +49,7 @@ class TrainConfig:
     total_steps: int
     """Env steps (= distillation steps of the student) for the whole run."""
     seed: int = 0
-    env_id: str = "kd_env/TeacherSelection-v0"
+    env_id: str = "kd_env/TeacherSelection-v1"
     env_kwargs: dict = field(default_factory=dict)
     """Keyword arguments of the env (task, batch_size, reward, ...)."""
     agent_kwargs: dict = field(default_factory=dict)

@@ -28,11 +28,12 @@ from agents.training import TrainConfig, TrainResult, make_env, train
 from experiments.results import EpisodeCurves, RunRecord, append_record, completed_keys, failed_record, finished_record, run_key
 from experiments.selection import selection_profile
 from kd_env.config import EnvConfig
+from kd_env.devices import intra_op_threads
 from kd_env.errors import UserError
 
 log = logging.getLogger(__name__)
 
-SELECT_ENV, WEIGHT_ENV = "kd_env/TeacherSelection-v0", "kd_env/TeacherWeighting-v0"
+SELECT_ENV, WEIGHT_ENV = "kd_env/TeacherSelection-v1", "kd_env/TeacherWeighting-v1"
 
 
 @dataclass(frozen=True)
@@ -133,12 +134,14 @@ def pending_runs(preset: Preset, done: set[str], logdir: str | Path) -> list[Pen
     return [run for _, run in sorted(pending, key=lambda item: item[0])]
 
 
-def run_grid(preset: Preset, results_path: str | Path, logdir: str | Path, workers: int = 1, population_seeds: bool = True) -> int:
+def run_grid(preset: Preset, results_path: str | Path, logdir: str | Path, workers: int = 1, population_seeds: bool = True,
+             threads: int | None = None) -> int:
     """Run every (task, entry, seed) not yet in ``results_path``; returns how many runs it made.
 
-    With ``workers > 1`` runs go to that many spawned processes, each with an equal share of the CPU
-    threads (workers pay off with more cores or cheaper students; docs/benchmarks.md). Records are
-    appended by this process as runs finish, in whatever order they finish.
+    With ``workers > 1`` runs go to that many spawned processes, each with ``threads`` torch threads or
+    an equal share of the cores other work leaves free (``kd_env.devices.intra_op_threads``; workers
+    pay off with more cores or cheaper students; docs/benchmarks.md). Records are appended by this
+    process as runs finish, in whatever order they finish.
 
     With ``population_seeds`` (the default), the pending seeds of one (task, entry) learn together as
     the sub-envs of one distillation core (``agents.population``), for agents that learn step by step
@@ -165,9 +168,9 @@ def run_grid(preset: Preset, results_path: str | Path, logdir: str | Path, worke
             for group in groups:
                 record(execute_group(group))
         else:
-            threads = max(1, torch.get_num_threads() // workers)
+            per_worker = intra_op_threads(workers, threads)
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads, initargs=(threads,)) as pool:
+            with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads, initargs=(per_worker,)) as pool:
                 for future in as_completed([pool.submit(execute_group, group) for group in groups]):
                     record(future.result())
         progress.close()

@@ -25,7 +25,7 @@ from kd_env.errors import UserError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ENV_ID = "kd_env/TeacherSelection-v0"
+DEFAULT_ENV_ID = "kd_env/TeacherSelection-v1"
 
 
 @dataclass(frozen=True)

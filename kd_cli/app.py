@@ -28,7 +28,7 @@ log = logging.getLogger("kd_cli")
 Pairs = list[str] | None
 AgentKwargs = Annotated[Pairs, typer.Option("--agent-kwargs", metavar="KEY=VALUE", help="An agent config field (learning_rate=0.05) or a JSON object. Repeatable.")]
 Seed = Annotated[int, typer.Option(help="Seed of the run (student initialisation, batch order, agent).")]
-EnvId = Annotated[str, typer.Option(help="kd_env/TeacherSelection-v0 (select teachers) or kd_env/TeacherWeighting-v0 (weights).")]
+EnvId = Annotated[str, typer.Option(help="kd_env/TeacherSelection-v1 (select teachers) or kd_env/TeacherWeighting-v1 (weights).")]
 Logdir = Annotated[Path, typer.Option(help="Folder of the TensorBoard runs.")]
 
 def agent_help() -> str:
@@ -60,10 +60,21 @@ def user_errors(command):
     return run
 
 
+THREADS: dict[str, int | None] = {"threads": None}
+"""The ``--threads`` override, for subcommands that share threads out between worker processes."""
+
+
 @app.callback()
-def main_options(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging and full tracebacks.")] = False) -> None:
+def main_options(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging and full tracebacks.")] = False,
+    threads: Annotated[int | None, typer.Option(min=1, help="Torch CPU threads per process (default: the cores other work leaves free, shared out between --workers).")] = None,
+) -> None:
+    from kd_env.devices import set_intra_op_threads
+
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    THREADS["threads"] = threads
+    log.debug("torch threads: %d", set_intra_op_threads(1, threads))
 
 
 @app.command()
@@ -181,7 +192,7 @@ def compare(
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     if not report_only:
-        made = run_grid(chosen, results, logdir, workers, population_seeds)
+        made = run_grid(chosen, results, logdir, workers, population_seeds, THREADS["threads"])
         typer.echo(f"{made} new runs in {time.perf_counter() - start:.0f} s")
     typer.echo(write_report(results, out))
     typer.echo(f"tables and plots in {out}/")

@@ -97,8 +97,8 @@ class TeacherSelectionEnv(CoreSettings, gym.Env):
     ``kd_env.core.DistillationCore``; this class is its one-env view (the vector env is its N-env view).
 
     ## Action Space
-    ``TeacherSelection-v0`` (``action_mode="select"``): ``MultiBinary(B * K)``, 1 = learn from that
-    teacher. ``TeacherWeighting-v0`` (``action_mode="weights"``): ``Box(0, 1, (B * K,))``, normalised
+    ``TeacherSelection-v1`` (``action_mode="select"``): ``MultiBinary(B * K)``, 1 = learn from that
+    teacher. ``TeacherWeighting-v1`` (``action_mode="weights"``): ``Box(0, 1, (B * K,))``, normalised
     per instance. Both flat in row-major (instance, teacher) order: index ``j * K + k``. An instance
     with nothing selected follows ``empty_selection``.
 
@@ -162,7 +162,7 @@ class TeacherSelectionEnv(CoreSettings, gym.Env):
     ## Examples
     >>> import gymnasium as gym
     >>> import numpy as np
-    >>> env = gym.make("kd_env/TeacherSelection-v0", task="synthetic", batch_size=8)
+    >>> env = gym.make("kd_env/TeacherSelection-v1", task="synthetic", batch_size=8)
     >>> obs, info = env.reset(seed=0)
     >>> obs.shape, env.unwrapped.obs_shape
     ((832,), (8, 4, 26))
@@ -171,6 +171,9 @@ class TeacherSelectionEnv(CoreSettings, gym.Env):
     ((8,), False, False)
 
     ## Version History
+    * v1: the default teachers are head-tuned (the ``default`` pool: ready in about a minute, not
+      fine-tuned for minutes each; the former ones are the ``fine-tuned`` pool); ``info_level``;
+      training instances without a label (a transfer set) are never read through their label.
     * v0: initial version.
     """
 

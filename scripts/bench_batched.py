@@ -44,7 +44,7 @@ from agents.sb3_vec import BatchedVecEnv
 from kd_env.config import EnvConfig
 from kd_env.distill import kd_loss_and_logit_gradient, normalise_weights
 
-ENV_ID = "kd_env/TeacherSelection-v0"
+ENV_ID = "kd_env/TeacherSelection-v1"
 
 
 def env_kwargs(args) -> dict:
@@ -163,7 +163,7 @@ import gymnasium as gym, torch
 import kd_env
 kwargs, seconds, threads = json.loads(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 torch.set_num_threads(threads)
-env = gym.make("kd_env/TeacherSelection-v0", **kwargs)
+env = gym.make("kd_env/TeacherSelection-v1", **kwargs)
 env.reset(seed=0)
 env.action_space.seed(0)
 actions = [env.action_space.sample() for _ in range(64)]

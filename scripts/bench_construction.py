@@ -1,6 +1,6 @@
 """Default env construction time from a warm cache, each in a fresh Python process.
 
-Reports ``gym.make("kd_env/TeacherSelection-v0")`` (no arguments) alone and the whole process
+Reports ``gym.make("kd_env/TeacherSelection-v1")`` (no arguments) alone and the whole process
 (interpreter start, imports, construction). Run it once before timing, or it times teacher preparation.
 
     python scripts/bench_construction.py --repeats 3
@@ -21,7 +21,7 @@ start = time.perf_counter()
 import gymnasium as gym
 import kd_env
 imported = time.perf_counter()
-env = gym.make("kd_env/TeacherSelection-v0", **json.loads({kwargs!r}))
+env = gym.make("kd_env/TeacherSelection-v1", **json.loads({kwargs!r}))
 built = time.perf_counter()
 env.reset(seed=0)
 print(json.dumps({{"import_s": imported - start, "make_s": built - imported, "reset_s": time.perf_counter() - built}}))

@@ -89,7 +89,7 @@ def main() -> None:
     seeds = list(range(args.seeds))
     preset = dataclasses.replace(PRESETS["demo"], seeds=tuple(seeds), entries=(AVG_KD, REINFORCE))
     regime = preset.regimes[preset.tasks[0]]
-    gym.make("kd_env/TeacherSelection-v0", **{**preset.common_env_kwargs, **regime})  # prepares and caches the teachers
+    gym.make("kd_env/TeacherSelection-v1", **{**preset.common_env_kwargs, **regime})  # prepares and caches the teachers
 
     ways = ["population", "separate"] + (["baseline"] if args.baseline_tree else [])
     times: dict[str, list[tuple[float, float]]] = {way: [] for way in ways}

@@ -27,7 +27,7 @@ REINFORCE_VARIANTS = {
 
 
 def run_seconds(name: str, config: dict, env_kwargs: dict, steps: int) -> float:
-    env = ContinuingStudent(gym.make("kd_env/TeacherSelection-v0", **env_kwargs))
+    env = ContinuingStudent(gym.make("kd_env/TeacherSelection-v1", **env_kwargs))
     agent = agents.make(name, env, seed=0, **config)
     start = time.perf_counter()
     agent.learn(steps)

@@ -405,7 +405,7 @@ def case_batch_larger_than_task(folder: Path) -> str:
 
     task = TinyTextTask(folder)
     started = time.perf_counter()
-    outcome = expect_error(ValueError, lambda: gym.make("kd_env/TeacherSelection-v0", task=f"csv:{task.csv}", batch_size=512,
+    outcome = expect_error(ValueError, lambda: gym.make("kd_env/TeacherSelection-v1", task=f"csv:{task.csv}", batch_size=512,
                                                         teachers=task.teachers(), task_options={"cache_dir": str(task.cache)}),
                            "is larger than the training split")
     if (task.cache / "teachers").exists():
@@ -418,7 +418,7 @@ def case_single_class_task(folder: Path) -> str:
 
     task = TinyTextTask(folder)
     write_csv(task.csv, [row for row in sentiment_rows(160) if row["label"] == "pos"])
-    return expect_error(ValueError, lambda: gym.make("kd_env/TeacherSelection-v0", task=f"csv:{task.csv}", batch_size=8,
+    return expect_error(ValueError, lambda: gym.make("kd_env/TeacherSelection-v1", task=f"csv:{task.csv}", batch_size=8,
                                                      teachers=task.teachers(), task_options={"cache_dir": str(task.cache)}),
                         "needs at least 2")
 

@@ -2,7 +2,7 @@
 
     python scripts/train.py --agent reinforce --total-steps 2000 --seed 0 --logdir runs \
         --env-kwargs task=synthetic reward=ce_gain temperature=1.0 --agent-kwargs advantage=instance
-    python scripts/train.py --resume runs/TeacherSelection-v0__reinforce__0__1700000000
+    python scripts/train.py --resume runs/TeacherSelection-v1__reinforce__0__1700000000
 
 As this script always allowed, ``--env-kwargs`` and ``--agent-kwargs`` take several KEY=VALUE pairs
 after one flag. Checkpoints go into the run directory every ``--checkpoint-every`` env steps, at the

@@ -19,7 +19,7 @@ import torch
 
 import kd_env  # noqa: F401  (registers the ids)
 
-ENV_ID = "kd_env/TeacherSelection-v0"
+ENV_ID = "kd_env/TeacherSelection-v1"
 
 
 # ------------------------------------------------------------------------------------------ speed

@@ -18,7 +18,7 @@ FAST_CONFIG = {"ppo": {"algo_kwargs": {"n_steps": 16, "batch_size": 16}}, "a2c":
 
 
 def env_for(name, kwargs):
-    env_id = "kd_env/TeacherWeighting-v0" if name in WEIGHT_AGENTS else "kd_env/TeacherSelection-v0"
+    env_id = "kd_env/TeacherWeighting-v1" if name in WEIGHT_AGENTS else "kd_env/TeacherSelection-v1"
     return ContinuingStudent(gym.make(env_id, **kwargs))
 
 

@@ -33,7 +33,7 @@ LEARNERS = {
 
 def run(name, seed, **config):
     """(expert_weight over the last quarter of the run, selection agreement likewise, test accuracy)."""
-    env = ContinuingStudent(gym.make("kd_env/TeacherSelection-v0", **ENV_KWARGS))
+    env = ContinuingStudent(gym.make("kd_env/TeacherSelection-v1", **ENV_KWARGS))
     expert_weight, agreement = [], []
 
     def record(info):

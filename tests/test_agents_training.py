@@ -46,7 +46,7 @@ def test_ctrl_c_checkpoints_and_resume_continues_the_run(small_env_kwargs, tmp_p
     with pytest.raises(KeyboardInterrupt):
         train(config(small_env_kwargs, tmp_path), callback=interrupt_at_25)
     (run_dir,) = tmp_path.iterdir()
-    assert run_dir.name.startswith("TeacherSelection-v0__reinforce__0__")
+    assert run_dir.name.startswith("TeacherSelection-v1__reinforce__0__")
     checkpoint = latest_checkpoint(run_dir)
     assert json.loads((checkpoint / "progress.json").read_text())["env_steps"] == 25
     assert json.loads((checkpoint / "agent" / "agent.json").read_text())["name"] == "reinforce"

@@ -96,7 +96,7 @@ def test_sub_envs_match_single_envs(env_id, reward, kwargs):
 @pytest.mark.parametrize("features", [["teacher_probs", "semantic"], ["student_ce", "progress"], ["teacher_id", "kl_teacher_student"]])
 def test_feature_subsets_match_single_envs(features, kwargs):
     """Observations with only static, only dynamic, or mixed feature groups."""
-    compare_rollouts("kd_env/TeacherSelection-v0", {**kwargs, "features": features}, steps=EPISODE_STEPS + 1)
+    compare_rollouts("kd_env/TeacherSelection-v1", {**kwargs, "features": features}, steps=EPISODE_STEPS + 1)
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)
@@ -125,7 +125,7 @@ def test_per_env_fallback_loop_matches_single_envs(cheap_forward, kwargs, monkey
     ``cheap_forward`` (as for transformers) the reward's and the next batch's forwards are separate."""
     monkeypatch.setattr(student_stacks, "STACKS", {})
     monkeypatch.setattr(HeadStudent, "cheap_forward", cheap_forward)
-    batched, _, ends = compare_rollouts("kd_env/TeacherSelection-v0", kwargs, steps=EPISODE_STEPS + 2)
+    batched, _, ends = compare_rollouts("kd_env/TeacherSelection-v1", kwargs, steps=EPISODE_STEPS + 2)
     assert isinstance(batched.unwrapped.core.students, student_stacks.LoopStack) and ends == 1
 
 
@@ -147,7 +147,7 @@ def test_make_vec_builds_the_batched_env(env_id, kwargs):
 
 
 def test_sub_envs_have_their_own_students_and_share_teacher_outputs(kwargs):
-    env = make_batched("kd_env/TeacherSelection-v0", **kwargs).unwrapped
+    env = make_batched("kd_env/TeacherSelection-v1", **kwargs).unwrapped
     env.reset(seed=0)
     first, second = (list(env.student(i).parameters()) for i in (0, 1))
     assert not all(torch.equal(a, b) for a, b in zip(first, second))
@@ -164,7 +164,7 @@ def test_bad_num_envs(num_envs, kwargs):
 
 
 def test_bad_actions(kwargs):
-    env = make_batched("kd_env/TeacherSelection-v0", **kwargs)
+    env = make_batched("kd_env/TeacherSelection-v1", **kwargs)
     env.reset(seed=0)
     good = env.action_space.sample()
     for bad in (good[:-1], good[0], good.reshape(-1), np.zeros((NUM_ENVS, good.shape[1] + 1))):
@@ -177,13 +177,13 @@ def test_bad_actions(kwargs):
 
 
 def test_partial_resets_are_refused(kwargs):
-    env = make_batched("kd_env/TeacherSelection-v0", **kwargs)
+    env = make_batched("kd_env/TeacherSelection-v1", **kwargs)
     with pytest.raises(ValueError, match="lockstep"):
         env.reset(seed=0, options={"reset_mask": np.array([True, False, True])})
 
 
 def test_sb3_adapter_steps_like_the_vector_env(kwargs):
-    env_id = "kd_env/TeacherSelection-v0"
+    env_id = "kd_env/TeacherSelection-v1"
     reference = make_batched(env_id, **kwargs)
     venv = BatchedVecEnv(make_batched(env_id, **kwargs))
     venv.seed(SEED)
@@ -205,7 +205,7 @@ def test_sb3_adapter_steps_like_the_vector_env(kwargs):
 
 @pytest.mark.parametrize("algo", [PPO, A2C])
 def test_sb3_trains_on_the_batched_env(algo, kwargs):
-    env = make_batched("kd_env/TeacherSelection-v0", autoreset_keep_student=True, **kwargs)
+    env = make_batched("kd_env/TeacherSelection-v1", autoreset_keep_student=True, **kwargs)
     venv = BatchedVecEnv(env)
     policy_kwargs = {"obs_shape": env.unwrapped.obs_shape, "pair_hidden_sizes": (8,)}
     algo_kwargs = {"n_steps": 4, "batch_size": 6, "n_epochs": 1} if algo is PPO else {"n_steps": 4}
@@ -226,14 +226,14 @@ def reinforce_policy_after(env, steps, **config):
 @pytest.mark.parametrize("advantage", ["episode", "instance"])
 def test_reinforce_on_one_batched_sub_env_learns_as_on_a_single_env(advantage, kwargs):
     steps = 2 * EPISODE_STEPS + 1
-    single, _ = reinforce_policy_after(gym.make("kd_env/TeacherSelection-v0", **kwargs), steps, advantage=advantage)
-    batched, _ = reinforce_policy_after(make_batched("kd_env/TeacherSelection-v0", num_envs=1, **kwargs), steps, advantage=advantage)
+    single, _ = reinforce_policy_after(gym.make("kd_env/TeacherSelection-v1", **kwargs), steps, advantage=advantage)
+    batched, _ = reinforce_policy_after(make_batched("kd_env/TeacherSelection-v1", num_envs=1, **kwargs), steps, advantage=advantage)
     for expected, got in zip(single.policy.parameters(), batched.policy.parameters()):
         assert_close(expected.detach(), got.detach(), "policy")
 
 
 def test_reinforce_acts_on_every_sub_env(kwargs):
-    env = make_batched("kd_env/TeacherSelection-v0", **kwargs)
+    env = make_batched("kd_env/TeacherSelection-v1", **kwargs)
     agent, infos = reinforce_policy_after(env, NUM_ENVS * EPISODE_STEPS, advantage="instance", update_every=1)
     assert agent.steps_taken == NUM_ENVS * EPISODE_STEPS and len(infos) == NUM_ENVS * EPISODE_STEPS
     assert infos[-1]["episode_step"] == EPISODE_STEPS and "dev_accuracy" in infos[-1]
@@ -245,13 +245,13 @@ def test_reinforce_acts_on_every_sub_env(kwargs):
 
 def test_instance_vec_env_composes_with_the_adapter(kwargs):
     """Per-instance PPO (each instance of each sub-env one SB3 sub-env) on the batched env."""
-    env = make_batched("kd_env/TeacherSelection-v0", autoreset_keep_student=True, **kwargs)
+    env = make_batched("kd_env/TeacherSelection-v1", autoreset_keep_student=True, **kwargs)
     vec = InstanceVecEnv(BatchedVecEnv(env))
     b = env.unwrapped.batch_size
     assert vec.num_envs == NUM_ENVS * b
     vec.seed(SEED)
     obs = vec.reset()
-    expected, _ = make_batched("kd_env/TeacherSelection-v0", **kwargs).reset(seed=SEED)
+    expected, _ = make_batched("kd_env/TeacherSelection-v1", **kwargs).reset(seed=SEED)
     np.testing.assert_array_equal(obs, expected.reshape(NUM_ENVS * b, -1))
     model = PPO("MlpPolicy", vec, n_steps=2, batch_size=vec.num_envs, n_epochs=1, seed=0, device="cpu")
     model.learn(total_timesteps=vec.num_envs * 4)

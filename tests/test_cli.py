@@ -136,7 +136,7 @@ def test_ad_hoc_grid_from_flags_and_file(tmp_path):
     assert preset.tasks == ("csv:a.csv",) and preset.seeds == (0, 1) and preset.epochs == 2
     assert [e.label for e in preset.entries] == ["reinforce", "avg_kd", "ca_mkd"]
     assert preset.entries[0].epoch_kwargs == {"pretrain_student_steps": 1, "pretrain_selector_steps": 1}  # the preset recipe
-    assert preset.entries[2].env_id == "kd_env/TeacherWeighting-v0"
+    assert preset.entries[2].env_id == "kd_env/TeacherWeighting-v1"
     assert preset.common_env_kwargs["teachers"] == ["minilm-l6", "ckpt/dir"] and preset.common_env_kwargs["batch_size"] == 16
     assert preset.common_env_kwargs["reward"] == "ce_gain" and not preset.single_teachers
 

@@ -43,7 +43,7 @@ def test_tiny_weights_count_as_no_teacher_in_the_env(small_env_kwargs):
 
     import kd_env  # noqa: F401 - registers the env ids
 
-    env = gym.make("kd_env/TeacherWeighting-v0", **small_env_kwargs)
+    env = gym.make("kd_env/TeacherWeighting-v1", **small_env_kwargs)
     env.reset(seed=0)
     _, _, _, _, info = env.step(np.full(env.action_space.shape, 1e-30, dtype=np.float32))
     assert info["selection_rate"].tolist() == [0.0] * env.unwrapped.num_teachers

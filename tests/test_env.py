@@ -18,7 +18,7 @@ from kd_env.tasks.data import DistillationData
 
 ENV_IDS = sorted(kd_env.ENV_IDS)
 # SB3 recommends [-1, 1] Box actions; the weighting env's [0, 1] weights are deliberate.
-ACCEPTED_SB3_WARNINGS = {"kd_env/TeacherWeighting-v0": ["symmetric and normalized Box action space"]}
+ACCEPTED_SB3_WARNINGS = {"kd_env/TeacherWeighting-v1": ["symmetric and normalized Box action space"]}
 
 
 def make(env_id, **kwargs):
@@ -108,7 +108,7 @@ def test_spec_json_round_trip(env_id, small_env_kwargs):
 def _make_in_fresh_process(queue):
     import gymnasium
 
-    env = gymnasium.make("kd_env:kd_env/TeacherSelection-v0", task="synthetic", task_options={"num_train": 64, "num_dev": 16, "num_test": 16})
+    env = gymnasium.make("kd_env:kd_env/TeacherSelection-v1", task="synthetic", task_options={"num_train": 64, "num_dev": 16, "num_test": 16})
     obs, _ = env.reset(seed=0)
     queue.put(obs.shape)
 
@@ -125,7 +125,7 @@ def test_make_with_module_prefix_in_spawned_process():
 
 
 def test_pickle_round_trip_continues_identically(small_env_kwargs):
-    env = make("kd_env/TeacherSelection-v0", **small_env_kwargs).unwrapped
+    env = make("kd_env/TeacherSelection-v1", **small_env_kwargs).unwrapped
     env.reset(seed=0)
     env.step(np.ones(env.action_space.shape, dtype=np.int8))
     clone = pickle.loads(pickle.dumps(env))
@@ -140,7 +140,7 @@ def test_pickle_round_trip_continues_identically(small_env_kwargs):
 
 
 def test_observation_layout_and_info(small_env_kwargs):
-    env = make("kd_env/TeacherSelection-v0", **small_env_kwargs).unwrapped
+    env = make("kd_env/TeacherSelection-v1", **small_env_kwargs).unwrapped
     obs, info = env.reset(seed=0)
     b, k, f = env.obs_shape
     assert obs.shape == (b * k * f,) and len(env.feature_names) == f
@@ -162,7 +162,7 @@ def test_episode_end_reports_dev_metrics_and_terminal_bonus(small_env_kwargs):
     """The bonus is terminal_bonus * dev accuracy on the last step's rewards, and nothing else changes."""
 
     def episode(terminal_bonus):
-        env = make("kd_env/TeacherSelection-v0", **small_env_kwargs, episode_steps=3, terminal_bonus=terminal_bonus).unwrapped
+        env = make("kd_env/TeacherSelection-v1", **small_env_kwargs, episode_steps=3, terminal_bonus=terminal_bonus).unwrapped
         env.reset(seed=0)
         ones = np.ones(env.action_space.shape, dtype=np.int8)
         steps = [env.step(ones) for _ in range(3)]
@@ -183,7 +183,7 @@ def test_episode_end_reports_dev_metrics_and_terminal_bonus(small_env_kwargs):
 
 
 def test_keep_student_continues_training(small_env_kwargs):
-    env = make("kd_env/TeacherSelection-v0", **small_env_kwargs).unwrapped
+    env = make("kd_env/TeacherSelection-v1", **small_env_kwargs).unwrapped
     env.reset(seed=0)
     initial = env.student.state_dict()
     ones = np.ones(env.action_space.shape, dtype=np.int8)
@@ -201,7 +201,7 @@ def test_keep_student_continues_training(small_env_kwargs):
 def test_loaded_student_state_continues_identically(small_env_kwargs):
     """``load_student_state(student_state())`` restores the student and its optimizer exactly, and the
     caller's copy survives the steps that follow."""
-    env = make("kd_env/TeacherSelection-v0", **small_env_kwargs).unwrapped
+    env = make("kd_env/TeacherSelection-v1", **small_env_kwargs).unwrapped
     env.reset(seed=0)
     ones = np.ones(env.action_space.shape, dtype=np.int8)
     env.step(ones)
@@ -216,7 +216,7 @@ def test_loaded_student_state_continues_identically(small_env_kwargs):
 
 
 def test_student_learns_something(small_env_kwargs):
-    env = make("kd_env/TeacherSelection-v0", **small_env_kwargs).unwrapped
+    env = make("kd_env/TeacherSelection-v1", **small_env_kwargs).unwrapped
     env.reset(seed=0)
     before = env.evaluate("test")["accuracy"]
     zeros = np.zeros(env.action_space.shape, dtype=np.int8)
@@ -246,7 +246,7 @@ def state_fingerprint(env):
     ],
 )
 def test_bad_selection_actions_raise_and_change_nothing(action, message, small_env_kwargs):
-    env = make("kd_env/TeacherSelection-v0", **small_env_kwargs).unwrapped
+    env = make("kd_env/TeacherSelection-v1", **small_env_kwargs).unwrapped
     env.reset(seed=0)
     before = state_fingerprint(env)
     with pytest.raises(ValueError, match=message):
@@ -259,7 +259,7 @@ def test_bad_selection_actions_raise_and_change_nothing(action, message, small_e
 
 @pytest.mark.parametrize("action, message", [(np.full(64, np.nan, np.float32), "NaN"), (np.full(64, 1.5, np.float32), r"\[0, 1\]")])
 def test_bad_weight_actions_raise(action, message, small_env_kwargs):
-    env = make("kd_env/TeacherWeighting-v0", **small_env_kwargs).unwrapped
+    env = make("kd_env/TeacherWeighting-v1", **small_env_kwargs).unwrapped
     env.reset(seed=0)
     with pytest.raises(ValueError, match=message):
         env.step(action)
@@ -299,13 +299,13 @@ def test_teacher_class_count_mismatch_is_rejected():
 
 
 def test_unknown_reset_option(small_env_kwargs):
-    env = make("kd_env/TeacherSelection-v0", **small_env_kwargs).unwrapped
+    env = make("kd_env/TeacherSelection-v1", **small_env_kwargs).unwrapped
     with pytest.raises(ValueError, match="keep_student"):
         env.reset(options={"keep_teacher": True})
 
 
 def test_non_finite_loss_raises_with_step_and_losses(small_env_kwargs):
-    env = make("kd_env/TeacherSelection-v0", **small_env_kwargs, learning_rate=1e38).unwrapped
+    env = make("kd_env/TeacherSelection-v1", **small_env_kwargs, learning_rate=1e38).unwrapped
     env.reset(seed=0)
     ones = np.ones(env.action_space.shape, dtype=np.int8)
     with pytest.raises(FloatingPointError, match=r"step \d+.*: loss=.*ce=.*kd="):

@@ -59,22 +59,22 @@ BAD_ARGUMENTS = [
 def test_bad_argument_is_refused_before_teachers_are_prepared(changes, message, tmp_path, no_preparation):
     kwargs = {"task": text_task(tmp_path, sentiment_rows(60)), **changes}
     with pytest.raises(UserError, match=message):
-        gym.make("kd_env/TeacherSelection-v0", **kwargs)
+        gym.make("kd_env/TeacherSelection-v1", **kwargs)
 
 
 def test_batch_larger_than_the_training_split_is_refused_before_teachers(tmp_path, no_preparation):
     with pytest.raises(ValueError, match=r"batch_size 64 is larger than the training split \(\d+ instances\)"):
-        gym.make("kd_env/TeacherSelection-v0", task=text_task(tmp_path, sentiment_rows(48)), batch_size=64)
+        gym.make("kd_env/TeacherSelection-v1", task=text_task(tmp_path, sentiment_rows(48)), batch_size=64)
 
 
 def test_single_class_task_is_refused_before_teachers(tmp_path, no_preparation):
     rows = [row for row in sentiment_rows(200) if row["label"] == "pos"]
     with pytest.raises(ValueError, match=r"has 1 class\(es\) \['pos'\]; a classification task needs at least 2"):
-        gym.make("kd_env/TeacherSelection-v0", task=text_task(tmp_path, rows), batch_size=4)
+        gym.make("kd_env/TeacherSelection-v1", task=text_task(tmp_path, rows), batch_size=4)
 
 
 def test_zero_probe_size_is_fine_when_no_reward_reads_the_probe(small_env_kwargs):
-    env = gym.make("kd_env/TeacherSelection-v0", probe_size=0, **small_env_kwargs)
+    env = gym.make("kd_env/TeacherSelection-v1", probe_size=0, **small_env_kwargs)
     env.reset(seed=0)
     _, reward, *_ = env.step(env.action_space.sample())
     assert reward == reward

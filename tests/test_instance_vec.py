@@ -34,13 +34,13 @@ class CountingCalls(gym.Wrapper):
         return self.pings
 
 
-def make_envs(kwargs, env_id="kd_env/TeacherSelection-v0"):
+def make_envs(kwargs, env_id="kd_env/TeacherSelection-v1"):
     return [CountingCalls(gym.make(env_id, **kwargs, episode_steps=EPISODE_STEPS)) for _ in range(NUM_ENVS)]
 
 
 def test_sub_envs_are_the_instances_of_their_batch(small_env_kwargs):
     vec = InstanceVecEnv(DummyVecEnv([lambda env=env: env for env in make_envs(small_env_kwargs)]))
-    plain = [gym.make("kd_env/TeacherSelection-v0", **small_env_kwargs, episode_steps=EPISODE_STEPS) for _ in range(NUM_ENVS)]
+    plain = [gym.make("kd_env/TeacherSelection-v1", **small_env_kwargs, episode_steps=EPISODE_STEPS) for _ in range(NUM_ENVS)]
     b, k, f = plain[0].unwrapped.obs_shape
     assert vec.num_envs == NUM_ENVS * b and vec.batch_size == b
     assert vec.observation_space.shape == (k * f,) and vec.action_space == spaces.MultiBinary(k)
@@ -85,7 +85,7 @@ def test_env_calls_reach_each_env_once_and_answer_per_sub_env(small_env_kwargs):
 
 
 def test_weighting_env_gives_box_actions_per_instance(small_env_kwargs):
-    vec = InstanceVecEnv(DummyVecEnv([lambda env=env: env for env in make_envs(small_env_kwargs, "kd_env/TeacherWeighting-v0")]))
+    vec = InstanceVecEnv(DummyVecEnv([lambda env=env: env for env in make_envs(small_env_kwargs, "kd_env/TeacherWeighting-v1")]))
     k = vec.get_attr("num_teachers", [0])[0]
     assert vec.action_space == spaces.Box(0.0, 1.0, (k,), np.float32)
     vec.reset()
@@ -96,7 +96,7 @@ def test_weighting_env_gives_box_actions_per_instance(small_env_kwargs):
 @pytest.mark.integration
 @pytest.mark.parametrize("name", ["ppo_instance", "a2c_instance"])
 def test_instance_agents_train_on_env_steps_and_act_on_whole_batches(name, small_env_kwargs):
-    env = ContinuingStudent(gym.make("kd_env/TeacherSelection-v0", **small_env_kwargs))
+    env = ContinuingStudent(gym.make("kd_env/TeacherSelection-v1", **small_env_kwargs))
     agent = agents.make(name, env, seed=0)
     b, k, _ = env.unwrapped.obs_shape
     assert agent.model.n_envs == b
@@ -122,7 +122,7 @@ def test_instance_agent_logs_sb3_tags_at_env_steps(small_env_kwargs, tmp_path):
 
 @pytest.mark.integration
 def test_instance_ppo_weights_teachers_with_an_mlp_policy(small_env_kwargs):
-    env = ContinuingStudent(gym.make("kd_env/TeacherWeighting-v0", **small_env_kwargs))
+    env = ContinuingStudent(gym.make("kd_env/TeacherWeighting-v1", **small_env_kwargs))
     agent = agents.make("ppo_instance", env, policy="mlp", algo_kwargs={"n_steps": 4, "batch_size": 64})
     agent.learn(8)
     obs, _ = env.reset(seed=1)
@@ -132,7 +132,7 @@ def test_instance_ppo_weights_teachers_with_an_mlp_policy(small_env_kwargs):
 @pytest.mark.integration
 def test_instance_agent_runs_are_reproducible_from_the_seed(small_env_kwargs):
     def trained_policy(seed):
-        env = ContinuingStudent(gym.make("kd_env/TeacherSelection-v0", **small_env_kwargs))
+        env = ContinuingStudent(gym.make("kd_env/TeacherSelection-v1", **small_env_kwargs))
         agent = agents.make("ppo_instance", env, seed=seed, algo_kwargs={"n_steps": 8, "batch_size": 64})
         agent.learn(24)  # crosses an episode end (16 steps)
         return [p.detach().clone() for p in agent.model.policy.parameters()]

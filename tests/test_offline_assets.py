@@ -37,7 +37,7 @@ def test_offline_encoders_load(name, layers, hidden):
 
 
 def test_default_env_runs_offline_on_twitter_sentiment():
-    env = gym.make("kd_env/TeacherSelection-v0")
+    env = gym.make("kd_env/TeacherSelection-v1")
     assert env.unwrapped.task == "twitter-sentiment"
     assert env.unwrapped.teacher_names == ("minilm-l6-head", "minilm-l3-head", "minilm-l6-head-10pct")  # the cheap default pool
     env.reset(seed=0)

@@ -151,7 +151,7 @@ def test_slice_smaller_than_a_batch_fails_before_fine_tuning(tmp_path, tiny_bert
 # -------------------------------------------------------------------------------------- bow student
 def bow_env(tmp_path, tiny_bert, reviews_csv, **student_options):
     return gym.make(
-        "kd_env/TeacherSelection-v0", task=f"csv:{reviews_csv}", teachers=[tiny_spec(tiny_bert)],
+        "kd_env/TeacherSelection-v1", task=f"csv:{reviews_csv}", teachers=[tiny_spec(tiny_bert)],
         task_options={"cache_dir": str(tmp_path), "semantic_encoder": tiny_bert, "device": "cpu"},
         student="bow", student_options={"tokenizer": tiny_bert, "max_length": 16, **student_options}, batch_size=8,
     )

@@ -50,7 +50,7 @@ def test_population_runs_match_separate_runs(agent, agent_kwargs, small_env_kwar
 def test_mtkd_rl_population_on_the_bow_student(text_env_kwargs, tmp_path):
     """The weighting agent, with a stacked bow student."""
     runs = configs({**text_env_kwargs, "student": "bow"}, tmp_path, "mtkd_rl", total_steps=2 * EPISODE_STEPS)
-    runs = [TrainConfig(**{**vars(run), "env_id": "kd_env/TeacherWeighting-v0"}) for run in runs]
+    runs = [TrainConfig(**{**vars(run), "env_id": "kd_env/TeacherWeighting-v1"}) for run in runs]
     separate_curves = [EpisodeCurves() for _ in runs]
     separate = [train(config, callback=curves) for config, curves in zip(runs, separate_curves)]
     together_curves = [EpisodeCurves() for _ in runs]

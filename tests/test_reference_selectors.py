@@ -9,7 +9,7 @@ import pytest
 import agents
 import kd_env  # noqa: F401
 
-SELECT, WEIGHT = "kd_env/TeacherSelection-v0", "kd_env/TeacherWeighting-v0"
+SELECT, WEIGHT = "kd_env/TeacherSelection-v1", "kd_env/TeacherWeighting-v1"
 
 
 def rollout(agent, env, steps=6):

@@ -25,7 +25,7 @@ RECORDED = {
 
 def rollout(small_env_kwargs, steps=4, **kwargs):
     """Rewards, instance rewards, the last observation and the last info of a seed-0 random rollout."""
-    env = gym.make("kd_env/TeacherSelection-v0", **{**small_env_kwargs, "episode_steps": 4, "terminal_bonus": 0.5, **kwargs})
+    env = gym.make("kd_env/TeacherSelection-v1", **{**small_env_kwargs, "episode_steps": 4, "terminal_bonus": 0.5, **kwargs})
     obs, _ = env.reset(seed=0)
     env.action_space.seed(0)
     rewards_, instance = [], []
@@ -117,7 +117,7 @@ def test_a_new_feature_group_is_one_decorated_function(fresh_registries, small_e
 
     assert features.STATIC_GROUPS[-1] == "teacher_max_prob"
     assert features.feature_groups()[-1] == "progress"  # static groups stay before dynamic ones
-    env = gym.make("kd_env/TeacherSelection-v0", **{**small_env_kwargs, "features": ["teacher_probs", "teacher_max_prob"]})
+    env = gym.make("kd_env/TeacherSelection-v1", **{**small_env_kwargs, "features": ["teacher_probs", "teacher_max_prob"]})
     obs, _ = env.reset(seed=0)
     b, k, f = env.unwrapped.obs_shape
     assert env.unwrapped.feature_names[-1] == "teacher_max_prob"

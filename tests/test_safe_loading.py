@@ -16,7 +16,7 @@ from pickle_payload import Payload, write_sb3_model
 
 
 def make_env(kwargs):
-    return ContinuingStudent(gym.make("kd_env/TeacherSelection-v0", **kwargs))
+    return ContinuingStudent(gym.make("kd_env/TeacherSelection-v1", **kwargs))
 
 
 @pytest.mark.parametrize("name", ["reinforce", "random"])

@@ -82,7 +82,7 @@ def test_failed_trial_is_recorded_and_retried_alone(tmp_path, local_ray):
 def test_dead_worker_is_recorded_as_an_error(tmp_path):
     """A trial whose worker died reports nothing; the callback still writes an error record."""
     pytest.importorskip("ray.tune")
-    trial = Trial("avg_kd", 3, 10, "kd_env/TeacherSelection-v0", ENV_KWARGS, {})
+    trial = Trial("avg_kd", 3, 10, "kd_env/TeacherSelection-v1", ENV_KWARGS, {})
     writer = _record_writer(tmp_path / "results.jsonl")
     dead = SimpleNamespace(config={"trial": vars(trial)}, error_file="/tmp/error.txt")
     writer.on_trial_error(iteration=1, trials=[dead], trial=dead)

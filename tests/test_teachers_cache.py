@@ -166,7 +166,7 @@ def test_transformer_student_env_is_deterministic_per_seed(tmp_path, tiny_bert, 
     kwargs = transformer_env_kwargs(tmp_path, tiny_bert, reviews_csv)
     traces = []
     for _ in range(2):
-        env = gym.make("kd_env/TeacherSelection-v0", **kwargs)
+        env = gym.make("kd_env/TeacherSelection-v1", **kwargs)
         obs, _ = env.reset(seed=3)
         env.action_space.seed(3)
         trace = [obs]
@@ -186,13 +186,13 @@ def test_transformer_student_from_a_config(tmp_path, tiny_bert, reviews_csv):
     kwargs = transformer_env_kwargs(tmp_path, tiny_bert, reviews_csv)
     config = {"model_type": "bert", "vocab_size": 21, "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32}
     kwargs["student_options"] = {"config": config, "tokenizer": tiny_bert}
-    env = gym.make("kd_env/TeacherSelection-v0", **kwargs)
+    env = gym.make("kd_env/TeacherSelection-v1", **kwargs)
     env.reset(seed=0)
     env.step(env.action_space.sample())
     assert env.unwrapped.student.classifier.encoder.config.hidden_size == 16
     kwargs["student_options"] = {"config": config}
     with pytest.raises(ValueError, match="needs a 'tokenizer'"):
-        gym.make("kd_env/TeacherSelection-v0", **kwargs)
+        gym.make("kd_env/TeacherSelection-v1", **kwargs)
 
 
 def test_extra_files_are_size_checked_on_load_and_checksummed_on_use(tmp_path):

@@ -83,7 +83,7 @@ def test_gymnasium_vector_env_matches_single_envs(mode, env_id, small_env_kwargs
 
 @pytest.mark.integration
 def test_sb3_subproc_vec_env_matches_single_envs(small_env_kwargs):
-    env_id = "kd_env/TeacherSelection-v0"
+    env_id = "kd_env/TeacherSelection-v1"
     kwargs = env_kwargs(small_env_kwargs)
     actions = actions_for(env_id, kwargs)
     singles = [gym.make(env_id, **kwargs) for _ in range(NUM_ENVS)]
@@ -114,7 +114,7 @@ def test_sb3_subproc_vec_env_matches_single_envs(small_env_kwargs):
 
 def test_sub_envs_train_their_own_students(small_env_kwargs):
     """Different seeds give different students: the sub-envs do not share one."""
-    vector_env = gym.make_vec("kd_env/TeacherSelection-v0", num_envs=NUM_ENVS, vectorization_mode="sync", **small_env_kwargs)
+    vector_env = gym.make_vec("kd_env/TeacherSelection-v1", num_envs=NUM_ENVS, vectorization_mode="sync", **small_env_kwargs)
     try:
         vector_env.reset(seed=SEED)
         students = [env.unwrapped.student for env in vector_env.envs]
