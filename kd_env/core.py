@@ -134,6 +134,7 @@ class DistillationCore:
         self.optimizer: torch.optim.Optimizer | None = None
         self._encoded: dict[str, dict[str, torch.Tensor]] = {}
         self._optimizer_steps = np.zeros(self.num_envs)
+        self._steps_may_differ = False
         self._episode: EpisodeBatches | None = None
         self.step_count = 0
         self._pending_logits: torch.Tensor | None = None
@@ -150,6 +151,7 @@ class DistillationCore:
             self._new_students([int(rng.integers(2**31 - 1)) for rng in rngs])
         order = np.stack([episode_order(rng, len(self._labels), self.batch_size, self.episode_steps) for rng in rngs], axis=1)
         self._episode = EpisodeBatches.gather(order, self._labels, self._labelled, self._split_inputs("train"), self._oracle)
+        self._episode_features = self._features.for_episode(self._episode.rows)
         self.step_count = 0
         self._forward_pending()
         if self.reward.needs_probe:
@@ -178,7 +180,8 @@ class DistillationCore:
             self._pending_logits.flatten(0, 1), labels, teacher_probs, flat_weights, self.kd_config, 1.0 / b, labelled
         )
         self._require_finite(parts, step)
-        self._require_equal_optimizer_steps()
+        if self._steps_may_differ:
+            self._require_equal_optimizer_steps()
         self.optimizer.zero_grad(set_to_none=True)
         self.students.backward(self._pending_saved, logit_gradient.view_as(self._pending_logits))
         self.optimizer.step()
@@ -277,6 +280,7 @@ class DistillationCore:
                 live[key][index] = self._stack_shaped(j, saved[j][key].to(tensor.device))
             live["step"] = live["step"].fill_(saved[j]["step"]) if index else saved[j]["step"].clone().to(live["step"].device)
         self._optimizer_steps[i] = float(saved[0]["step"]) if saved else 0.0
+        self._steps_may_differ = True
         self._pending_logits = self._pending_saved = None  # the old students' forward: ``step`` redoes it
 
     def __getstate__(self):
@@ -318,6 +322,7 @@ class DistillationCore:
         self.optimizer = torch.optim.AdamW(self.students.parameters(), lr=self.learning_rate,
                                            weight_decay=config.weight_decay, fused=True)
         self._optimizer_steps = np.zeros(self.num_envs)
+        self._steps_may_differ = False  # until a state is loaded into one env
         self._pending_logits = self._pending_saved = None  # they belong to the old students
 
     def _split_inputs(self, split: str) -> dict[str, torch.Tensor]:
@@ -387,7 +392,7 @@ class DistillationCore:
     def _observation(self) -> torch.Tensor:
         step = self.step_count
         log_probs = torch.log_softmax(self._pending_logits.flatten(0, 1), dim=-1) if self.layout.dynamic_groups else None
-        features = self._features.observation(self._episode.rows[step].flatten(), log_probs, step / self.episode_steps)
+        features = self._episode_features.observation(step, log_probs, step / self.episode_steps)
         return features.view(self.num_envs, -1)
 
     def _observation_info(self) -> dict[str, torch.Tensor]:
@@ -400,20 +405,19 @@ class DistillationCore:
         """``info``'s step diagnostics (``info_level="full"``), each with a leading axis of N."""
         n, b = self.num_envs, self.batch_size
         labelled = self._episode.labelled[step]
-        means = torch.stack([parts.ce.view(n, b) * labelled, parts.kd.view(n, b), parts.total.view(n, b)]).double().mean(dim=2)
+        means = torch.stack([parts.ce.view(n, b) * labelled, parts.kd.view(n, b), parts.total.view(n, b)]).mean(dim=2).double()
         correct = (logits_before.argmax(dim=-1) == self._episode.labels[step]) & labelled
         selected = weights > 0
         info = {
             "ce": means[0], "kd": means[1], "loss": means[2],
-            "batch_accuracy": correct.sum(dim=1).double() / labelled.sum(dim=1).clamp_min(1),
-            "selection_rate": selected.float().mean(dim=1),
+            "batch_accuracy": correct.sum(dim=1) / self._episode.labelled_counts[step],
+            "selection_rate": selected.sum(dim=1) / float(b),
             "episode_step": torch.full((n,), self.step_count),
         }
         if self._episode.oracle is not None:
             experts = self._episode.oracle[step]
-            info["selection_agreement"] = (selected == experts).double().mean(dim=(1, 2))
-            total = weights.double().sum(dim=(1, 2)).clamp_min(1e-12)
-            info["expert_weight"] = (weights.double() * experts).sum(dim=(1, 2)) / total
+            info["selection_agreement"] = (selected == experts).flatten(1).sum(dim=1) / float(selected[0].numel())
+            info["expert_weight"] = (weights * experts).sum(dim=(1, 2)) / weights.sum(dim=(1, 2)).clamp_min(1e-12)
         return info
 
     def _weights(self, actions) -> torch.Tensor:
@@ -438,6 +442,8 @@ class DistillationCore:
         )
 
     def _require_equal_optimizer_steps(self) -> None:
+        """After a load into one env (the only way they can differ), stacked students must have taken
+        as many AdamW steps as each other."""
         if not isinstance(self.students, LoopStack) and np.ptp(self._optimizer_steps) > 0:
             raise RuntimeError(
                 f"the stacked students have taken different numbers of optimizer steps {self._optimizer_steps.tolist()} "

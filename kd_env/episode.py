@@ -36,6 +36,8 @@ class EpisodeBatches:
     rows: torch.Tensor
     labels: torch.Tensor
     labelled: torch.Tensor
+    labelled_counts: torch.Tensor
+    """(steps + 1, N) labelled instances per batch, at least 1 (the denominator of batch accuracy)."""
     student_inputs: dict[str, torch.Tensor]
     oracle: torch.Tensor | None
 
@@ -50,11 +52,13 @@ class EpisodeBatches:
     ) -> "EpisodeBatches":
         """``order`` (steps + 1, N, B) indexes the training split; tensors stay on their device."""
         rows = torch.from_numpy(order).to(labels.device)
+        batch_labelled = labelled[rows]
         return cls(
             indices=order,
             rows=rows,
             labels=labels[rows],
-            labelled=labelled[rows],
+            labelled=batch_labelled,
+            labelled_counts=batch_labelled.sum(dim=-1).clamp_min(1),
             student_inputs={name: t[rows] for name, t in student_inputs.items()},
             oracle=None if oracle is None else oracle[rows],
         )

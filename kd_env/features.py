@@ -263,11 +263,8 @@ class SemanticProjection:
 
 class FeatureTable:
     """The static features of every training instance, in rows as wide as the observation, and what
-    the dynamic groups need of the teachers; made once per split, gathered per step.
-
-    ``observation(rows, student_log_probs, progress)`` gives the (R, K, F) features of the rows: one
-    gather of the table, then the dynamic columns written in place.
-    """
+    the dynamic groups need of the teachers; made once per split. ``for_episode`` gathers what the
+    dynamic groups read for a whole episode, so that a step gathers only the static rows."""
 
     def __init__(self, layout: FeatureLayout, teacher_logits: torch.Tensor, labels: torch.Tensor,
                  labelled: torch.Tensor, semantic: torch.Tensor) -> None:
@@ -287,17 +284,33 @@ class FeatureTable:
             start += width
         self.static_width = start
 
-    def observation(self, rows: torch.Tensor, student_log_probs: torch.Tensor | None, progress: float) -> torch.Tensor:
-        """(R, K, F) features of training rows ``rows`` (R,), given the student's (R, C) log-probs."""
-        features = self.table.index_select(0, rows)
-        if not self.layout.dynamic_groups:
+    def for_episode(self, rows: torch.Tensor) -> "EpisodeFeatures":
+        """The features of an episode whose step t reads training rows ``rows[t]`` (any shape after
+        the first axis): what the dynamic groups read of those rows is gathered now, once."""
+        return EpisodeFeatures(self, rows.flatten(1))
+
+
+class EpisodeFeatures:
+    """An episode's rows and what the dynamic groups read of them, as (steps, R, ...) tensors."""
+
+    def __init__(self, table: FeatureTable, rows: torch.Tensor) -> None:
+        self.table, self.rows = table, rows
+        if table.layout.dynamic_groups:
+            self.teacher_probs = table.teacher_probs[rows]
+            self.teacher_negative_entropy = table.teacher_negative_entropy[rows]
+            self.labels, self.labelled = table.labels[rows], table.labelled[rows]
+
+    def observation(self, step: int, student_log_probs: torch.Tensor | None, progress: float) -> torch.Tensor:
+        """(R, K, F) features of step ``step``'s rows, given the student's (R, C) log-probs there: one
+        gather of the static table, then the dynamic columns written in place."""
+        layout = self.table.layout
+        features = self.table.table.index_select(0, self.rows[step])
+        if not layout.dynamic_groups:
             return features
-        inputs = DynamicInputs(
-            self.teacher_probs.index_select(0, rows), self.teacher_negative_entropy.index_select(0, rows),
-            self.labels.index_select(0, rows), self.labelled.index_select(0, rows), student_log_probs, progress,
-        )
-        start = self.static_width
-        for group, width in zip(self.layout.dynamic_groups, self.layout.dynamic_widths):
+        inputs = DynamicInputs(self.teacher_probs[step], self.teacher_negative_entropy[step], self.labels[step],
+                               self.labelled[step], student_log_probs, progress)
+        start = self.table.static_width
+        for group, width in zip(layout.dynamic_groups, layout.dynamic_widths):
             features[..., start : start + width] = GROUPS[group].compute(inputs)
             start += width
         return features

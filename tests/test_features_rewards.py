@@ -24,7 +24,7 @@ def test_feature_names_match_widths_and_bounds():
     n, k, c = 5, 2, 3
     table, logits, labels = random_table(layout, n, k, c)
     student_log_probs = torch.log_softmax(torch.randn(n, c, generator=torch.Generator().manual_seed(1)), dim=-1)
-    features = table.observation(torch.arange(n), student_log_probs, 0.5).numpy()
+    features = table.for_episode(torch.arange(n)[None]).observation(0, student_log_probs, 0.5).numpy()
     assert features.shape == (n, k, layout.size) == (n, k, len(layout.names))
     assert features.dtype == np.float32
     assert np.all(features >= layout.lower_bounds()) and np.all(features <= 1.0)
@@ -47,14 +47,15 @@ def test_gathered_rows_equal_the_table_made_for_those_rows():
     student_log_probs = torch.log_softmax(torch.randn(5, 3), dim=-1)
     semantic = table.table[:, :, [layout.names.index("semantic[0]"), layout.names.index("semantic[1]")]][:, 0]
     alone = FeatureTable(layout, logits[rows], labels[rows], torch.ones(5, dtype=torch.bool), semantic[rows])
-    torch.testing.assert_close(table.observation(rows, student_log_probs, 0.25), alone.observation(torch.arange(5), student_log_probs, 0.25))
+    torch.testing.assert_close(table.for_episode(rows[None]).observation(0, student_log_probs, 0.25),
+                               alone.for_episode(torch.arange(5)[None]).observation(0, student_log_probs, 0.25))
 
 
 def test_label_reading_features_are_zero_without_a_label():
     layout = make_layout()
     labelled = torch.tensor([True, False, True, False, True])
     table, *_ = random_table(layout, labelled=labelled)
-    features = table.observation(torch.arange(5), torch.log_softmax(torch.randn(5, 3), dim=-1), 0.5)
+    features = table.for_episode(torch.arange(5)[None]).observation(0, torch.log_softmax(torch.randn(5, 3), dim=-1), 0.5)
     for group in ("teacher_ce", "teacher_correct", "student_ce"):
         column = features[..., layout.names.index(group)]
         assert torch.all(column[~labelled] == 0) and torch.any(column[labelled] > 0), group
