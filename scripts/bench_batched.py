@@ -163,7 +163,7 @@ import gymnasium as gym, torch
 import kd_env
 kwargs, seconds, threads = json.loads(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 torch.set_num_threads(threads)
-env = gym.make("kd_env/TeacherSelection-v1", **kwargs)
+env = gym.make(next(iter(kd_env.ENV_IDS)), **kwargs)
 env.reset(seed=0)
 env.action_space.seed(0)
 actions = [env.action_space.sample() for _ in range(64)]
