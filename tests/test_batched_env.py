@@ -120,7 +120,7 @@ def test_keep_student_resets_match_single_envs(env_id, kwargs):
 
 
 @pytest.mark.parametrize("cheap_forward", [True, False])
-def test_per_env_fallback_loop_matches_single_envs(cheap_forward, kwargs, monkeypatch):
+def test_loop_stack_matches_single_envs(cheap_forward, kwargs, monkeypatch):
     """The fallback path (a loop over ordinary students), exercised with head students; without
     ``cheap_forward`` (as for transformers) the reward's and the next batch's forwards are separate."""
     monkeypatch.setattr(student_stacks, "STACKS", {})
