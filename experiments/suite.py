@@ -9,7 +9,7 @@ one results file, so an interrupted suite re-run skips what is done.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from experiments.compare import GridEntry, Preset, run_grid
@@ -35,16 +35,13 @@ def benchmark_regimes() -> tuple[str, ...]:
 class SuiteSpec:
     """Which regimes, agents and seeds; checked on construction, before anything is computed."""
 
-    regimes: tuple[str, ...] = ()
-    """Empty: ``benchmark_regimes()``."""
+    regimes: tuple[str, ...] = field(default_factory=benchmark_regimes)
     agents: tuple[str, ...] = DEFAULT_AGENTS
     seeds: tuple[int, ...] = DEFAULT_SEEDS
 
     def __post_init__(self) -> None:
-        if not self.regimes:
-            object.__setattr__(self, "regimes", benchmark_regimes())
-        if not self.agents or not self.seeds:
-            raise UserError("a suite needs at least one agent and one seed")
+        if not self.regimes or not self.agents or not self.seeds:
+            raise UserError("a suite needs at least one regime, one agent and one seed")
         for name in self.regimes:
             regime = get_regime(name)
             for entry in self.entries(name):

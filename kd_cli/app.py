@@ -227,9 +227,10 @@ def suite(
     from experiments.grids import parse_seeds, split_names
     from experiments.leaderboard import leaderboard
     from experiments.report_files import check_output_folder
-    from experiments.suite import DEFAULT_AGENTS, SuiteSpec, run_suite
+    from experiments.suite import DEFAULT_AGENTS, SuiteSpec, benchmark_regimes, run_suite
 
-    spec = SuiteSpec(split_names(regimes or ""), split_names(agents_) if agents_ is not None else DEFAULT_AGENTS, parse_seeds(seeds))
+    spec = SuiteSpec(split_names(regimes) if regimes is not None else benchmark_regimes(),
+                     split_names(agents_) if agents_ is not None else DEFAULT_AGENTS, parse_seeds(seeds))
     out = check_output_folder(out)
     results = out / "results.jsonl"
     if report_only and not (results.is_file() and results.stat().st_size):

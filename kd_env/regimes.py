@@ -26,7 +26,8 @@ import copy
 import re
 from dataclasses import dataclass, field
 
-from kd_env.config import EnvConfig, profile
+from kd_env.config import EnvConfig
+from kd_env.config import profile as settings_profile
 from kd_env.errors import UserError
 
 _VERSIONED = re.compile(r"[a-z0-9][a-z0-9-]*-v(\d+)")
@@ -64,7 +65,7 @@ class Regime:
     def env_kwargs(self) -> dict:
         """The env's keyword arguments (a fresh copy each call)."""
         own = {"task": self.task, "teachers": self.teachers, "student": self.student, "task_options": self.task_options}
-        return copy.deepcopy({**profile(self.profile).kwargs(), **self.settings, **{k: v for k, v in own.items() if v}})
+        return copy.deepcopy({**settings_profile(self.profile).kwargs(), **self.settings, **{k: v for k, v in own.items() if v}})
 
 
 _REGISTRY: dict[str, Regime] = {}

@@ -164,6 +164,7 @@ def test_suite_always_runs_the_baselines_and_references():
     (["--regimes", "zoo-bow-v1,nope-v1"], "unknown regime 'nope-v1'"),
     (["--agents", "reinforce,dqn"], "unknown agent 'dqn'"),
     (["--seeds", "0-x"], "malformed seeds '0-x'"),
+    (["--regimes", ""], "at least one regime, one agent and one seed"),
     (["--regimes", TINY, "--agents", "reinforce:stages3"], "reinforce:stages3's recipe pre-trains .* give at least 4 epochs"),
     (["--report-only"], "no results in .*results.jsonl to report"),
 ])
