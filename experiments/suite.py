@@ -46,6 +46,9 @@ class SuiteSpec:
             regime = get_regime(name)
             for entry in self.entries(name):
                 check_stages(entry, regime.epochs)
+                if entry.agent == ORACLE.agent and not regime.known_answer:
+                    raise UserError(f"oracle needs a task with a known answer; regime {name!r} ({regime.task}) has none, and "
+                                    f"correct_teachers is its privileged reference")
 
     def entries(self, regime: str) -> tuple[GridEntry, ...]:
         """The regime's baselines and references, then the agents' recipes (``experiments.grids``)."""

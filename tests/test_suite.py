@@ -165,6 +165,7 @@ def test_suite_always_runs_the_baselines_and_references():
     (["--agents", "reinforce,dqn"], "unknown agent 'dqn'"),
     (["--seeds", "0-x"], "malformed seeds '0-x'"),
     (["--regimes", ""], "at least one regime, one agent and one seed"),
+    (["--regimes", f"{TINY},zoo-bow-v1", "--agents", "oracle"], "oracle needs a task with a known answer; regime 'zoo-bow-v1'"),
     (["--regimes", TINY, "--agents", "reinforce:stages3"], "reinforce:stages3's recipe pre-trains .* give at least 4 epochs"),
     (["--report-only"], "no results in .*results.jsonl to report"),
 ])
