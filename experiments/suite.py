@@ -19,7 +19,8 @@ from experiments.results import RunRecord, read_records
 from kd_env.errors import UserError
 from kd_env.regimes import get_regime, regime_names
 
-BASELINES = (NO_KD, AVG_KD, BEST_TEACHER, CORRECT_TEACHERS)
+REQUIRED = (NO_KD, AVG_KD, BEST_TEACHER, CORRECT_TEACHERS)
+"""What every regime runs for its normalised score: the three baselines and the privileged reference."""
 DEFAULT_AGENTS = ("reinforce", "ca_mkd", "mtkd_rl")
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 NAME = "suite"
@@ -52,7 +53,7 @@ class SuiteSpec:
 
     def entries(self, regime: str) -> tuple[GridEntry, ...]:
         """The regime's baselines and references, then the agents' recipes (``experiments.grids``)."""
-        required = BASELINES + ((ORACLE,) if get_regime(regime).known_answer else ())
+        required = REQUIRED + ((ORACLE,) if get_regime(regime).known_answer else ())
         entries = {entry.label: entry for entry in required}
         for entry in map(grid_entry, self.agents):
             entries.setdefault(entry.label, entry)
