@@ -32,12 +32,17 @@ logger = logging.getLogger(__name__)
 
 
 def score_matrices(records: list[RunRecord]) -> dict[str, list[np.ndarray]]:
-    """Entry label -> one array of per-seed test accuracies per task, failed runs dropped; an entry missing from
-    some task is left out (its aggregate would be over other tasks than the rest)."""
+    """Entry label -> one array of per-seed test accuracies per task, failed runs dropped (``complete_matrices``)."""
     scores: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for record in records:
         if record.status == "ok" and record.test_accuracy is not None:
             scores[record.entry][record.task].append(record.test_accuracy)
+    return complete_matrices(scores)
+
+
+def complete_matrices(scores: dict[str, dict[str, list[float]]]) -> dict[str, list[np.ndarray]]:
+    """Entry -> task -> per-seed scores as entry -> one array per task; an entry missing from some task is
+    left out (its aggregate would be over other tasks than the rest)."""
     tasks = sorted({task for by_task in scores.values() for task in by_task})
     partial = sorted(entry for entry, by_task in scores.items() if set(by_task) != set(tasks))
     if partial:
@@ -86,13 +91,18 @@ class AggregateRow:
 
 
 def aggregate(records: list[RunRecord], reps: int = 2000) -> list[AggregateRow]:
-    """One row per entry, best IQM first."""
-    scores = score_matrices(records)
+    """One row per entry of the test accuracies, best IQM first."""
+    return aggregate_matrices(score_matrices(records), reps)
+
+
+def aggregate_matrices(scores: dict[str, list[np.ndarray]], reps: int = 2000, reference: str | None = REFERENCE) -> list[AggregateRow]:
+    """One row per entry of ``score_matrices``-shaped scores, best IQM first; P(entry > ``reference``) where
+    that entry is scored (None: not computed)."""
     rows = []
     for entry, per_task in scores.items():
         improvement = None
-        if REFERENCE in scores and entry != REFERENCE:
-            improvement = stratified_interval(probability_of_improvement, (per_task, scores[REFERENCE]), reps)
+        if reference in scores and entry != reference:
+            improvement = stratified_interval(probability_of_improvement, (per_task, scores[reference]), reps)
         rows.append(AggregateRow(entry, sum(len(s) for s in per_task), stratified_interval(iqm, (per_task,), reps),
                                  stratified_interval(mean, (per_task,), reps), improvement))
     return sorted(rows, key=lambda row: -row.iqm[0])
@@ -102,12 +112,16 @@ def _interval(values: tuple[float, float, float]) -> str:
     return f"{values[0]:.4f} [{values[1]:.4f}, {values[2]:.4f}]"
 
 
-def aggregate_table(rows: list[AggregateRow]) -> str:
-    """Markdown: IQM, mean and P(entry > reference), each with its 95% stratified-bootstrap interval."""
-    lines = [f"| entry | runs | IQM test accuracy | mean test accuracy | P(entry > {REFERENCE}) |", "|---|---|---|---|---|"]
+def aggregate_table(rows: list[AggregateRow], score: str = "test accuracy", reference: str | None = REFERENCE) -> str:
+    """Markdown: IQM and mean of ``score`` and P(entry > ``reference``) (no column for None), each with
+    its 95% stratified-bootstrap interval."""
+    improvement = [] if reference is None else [f"P(entry > {reference})"]
+    lines = ["| " + " | ".join(["entry", "runs", f"IQM {score}", f"mean {score}", *improvement]) + " |", "|---" * (4 + len(improvement)) + "|"]
     for row in rows:
-        improvement = "—" if row.improvement is None else _interval(row.improvement)
-        lines.append(f"| {row.entry} | {row.runs} | {_interval(row.iqm)} | {_interval(row.mean)} | {improvement} |")
+        cells = [row.entry, str(row.runs), _interval(row.iqm), _interval(row.mean)]
+        if reference is not None:
+            cells.append("—" if row.improvement is None else _interval(row.improvement))
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

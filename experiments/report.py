@@ -187,14 +187,14 @@ def headroom_table(headrooms: list[Headroom]) -> str:
     """Markdown: per task, the reference's student against the baselines' students (test accuracy)."""
     header = ["task", "privileged reference", "its student", "better of avg_kd, best single", "its student",
               "selection headroom (paired)", "best of no_kd, avg_kd, best single", "reference − best of three (paired)", "verdict"]
-    return _markdown(header, [
-        [h.task, h.reference or "-", _fmt(h.reference_accuracy), h.baseline or "-", _fmt(h.baseline_accuracy),
-         _fmt(h.headroom, signed=True), h.best_of_three or "-", _fmt(h.vs_best_of_three, signed=True), h.verdict]
+    return markdown(header, [
+        [h.task, h.reference or "-", format_summary(h.reference_accuracy), h.baseline or "-", format_summary(h.baseline_accuracy),
+         format_summary(h.headroom, signed=True), h.best_of_three or "-", format_summary(h.vs_best_of_three, signed=True), h.verdict]
         for h in headrooms
     ])
 
 
-def _markdown(header: list[str], rows: list[list[str]]) -> str:
+def markdown(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
 
@@ -251,9 +251,9 @@ def claim_table(claims: list[Claim]) -> str:
     """Markdown: per task, the learned selector picked by dev accuracy against the three baselines."""
     header = ["task", "learned selector (best dev)", "its student", "Δ vs avg_kd (paired)", "best single teacher (by dev)",
               "Δ vs it (paired)", "Δ vs no_kd (paired)", "claim"]
-    return _markdown(header, [
-        [c.task, c.selector or "-", _fmt(c.selector_accuracy), _fmt(c.vs_avg_kd, signed=True), c.best_single or "-",
-         _fmt(c.vs_best_single, signed=True), _fmt(c.vs_no_kd, signed=True), c.verdict]
+    return markdown(header, [
+        [c.task, c.selector or "-", format_summary(c.selector_accuracy), format_summary(c.vs_avg_kd, signed=True), c.best_single or "-",
+         format_summary(c.vs_best_single, signed=True), format_summary(c.vs_no_kd, signed=True), c.verdict]
         for c in claims
     ]) + CLAIM_LEGEND
 
@@ -262,7 +262,7 @@ CLAIM_LEGEND = (f"\nclaim (the paper's): the learned selector's student beats bo
                 f"least {CLAIM_MARGIN:.2f} test accuracy, with both paired 95% intervals above 0; \"not met\" otherwise.\n")
 
 
-def _fmt(summary: Summary, signed: bool = False) -> str:
+def format_summary(summary: Summary, signed: bool = False) -> str:
     if summary.n == 0:
         return "-"
     mean = f"{summary.mean:+.4f}" if signed else f"{summary.mean:.4f}"
@@ -282,12 +282,12 @@ def markdown_table(rows: list[AgentRow], reference: str = REFERENCE_AGENT) -> st
     )
 
     def paired_cell(row: AgentRow, entry: str, name: str) -> str:
-        return "—" if row.entry == entry else _fmt(getattr(row, name), signed=True)
+        return "—" if row.entry == entry else format_summary(getattr(row, name), signed=True)
 
     lines = [
-        f"| {r.task} | {r.entry} | {r.test_accuracy.n} | {_fmt(r.test_accuracy)} | "
-        f"{'-' if math.isnan(r.test_accuracy.std) else f'{r.test_accuracy.std:.4f}'} | {_fmt(r.test_macro_f1)} | "
-        f"{_fmt(r.dev_accuracy)} |" + "".join(f" {paired_cell(r, entry, name)} |" for entry, name in columns)
+        f"| {r.task} | {r.entry} | {r.test_accuracy.n} | {format_summary(r.test_accuracy)} | "
+        f"{'-' if math.isnan(r.test_accuracy.std) else f'{r.test_accuracy.std:.4f}'} | {format_summary(r.test_macro_f1)} | "
+        f"{format_summary(r.dev_accuracy)} |" + "".join(f" {paired_cell(r, entry, name)} |" for entry, name in columns)
         + f" {r.failed_runs} |"
         for r in rows
     ]
@@ -314,5 +314,5 @@ def single_teacher_table(records: list[RunRecord]) -> str:
     for row in sorted(rows, key=lambda r: (r.task, -teacher_accuracy.get((r.task, r.entry[len("single:"):]), 0.0))):
         name = row.entry[len("single:"):]
         accuracy = teacher_accuracy.get((row.task, name))
-        lines.append(f"| {row.task} | {name} | {'-' if accuracy is None else f'{accuracy:.4f}'} | {_fmt(row.test_accuracy)} |")
+        lines.append(f"| {row.task} | {name} | {'-' if accuracy is None else f'{accuracy:.4f}'} | {format_summary(row.test_accuracy)} |")
     return "\n".join(lines) + "\n"

@@ -1,4 +1,4 @@
-"""``kd-env``: prepare teachers, train one agent, compare agents, sweep, distill a student, benchmark.
+"""``kd-env``: prepare teachers, train one agent, compare agents, run the benchmark suite, sweep, distill a student, benchmark.
 
 The env's settings are flags derived from ``kd_env.config.EnvConfig`` (``kd_cli.env_options``): one
 per field, the same in every subcommand, over a ``--profile``; ``--env-kwargs`` and ``--agent-kwargs``
@@ -21,7 +21,7 @@ from experiments.compare import SELECT_ENV
 from kd_cli.env_options import EnvOptions, choice_type, env_options, plain
 from kd_cli.options import parse_grid, parse_pairs
 
-app = typer.Typer(help="Multi-teacher knowledge distillation with an RL agent choosing the teachers: prepare teachers, train one agent, compare agents, sweep, distill a student, benchmark.", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(help="Multi-teacher knowledge distillation with an RL agent choosing the teachers: prepare teachers, train one agent, compare agents, run the benchmark suite, sweep, distill a student, benchmark.", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 log = logging.getLogger("kd_cli")
 
 # The option types every subcommand shares (one syntax, one help text); the env's come from kd_cli.env_options.
@@ -204,6 +204,46 @@ def grid_env_keys(env_kwargs: dict) -> dict:
 
     rest = {key: value for key, value in env_kwargs.items() if key not in GRID_ENV_KEYS}
     return {**{key: env_kwargs[key] for key in GRID_ENV_KEYS if key in env_kwargs}, "env_kwargs": rest or None}
+
+
+def regime_help() -> str:
+    from kd_env.regimes import regime_names
+
+    return f"Regimes: {', '.join(regime_names())}."
+
+
+@app.command()
+@user_errors
+def suite(
+    regimes: Annotated[str | None, typer.Option(help="Regimes, comma-separated (default: all but the test regimes). " + regime_help())] = None,
+    agents_: Annotated[str | None, typer.Option("--agents", help="Agents or preset entries to score, comma-separated (default: reinforce,ca_mkd,mtkd_rl); the baselines and the privileged references always run. " + agent_help())] = None,
+    seeds: Annotated[str, typer.Option(help="Seeds as a range or list: 0-4, 0,2,5.")] = "0-4",
+    out: Annotated[Path, typer.Option(help="Output folder: results.jsonl and leaderboard.md.")] = Path("results/suite"),
+    logdir: Logdir = Path("runs"),
+    workers: Annotated[int, typer.Option(help="Runs in parallel processes (CPU threads are shared out).")] = 1,
+    report_only: Annotated[bool, typer.Option(help="Only rebuild the leaderboard of these regimes, agents and seeds from the results file.")] = False,
+) -> None:
+    """Run agents x regimes (kd_env.regimes, which fix every env setting) x seeds and print the leaderboard of normalised scores; re-runs skip finished runs."""
+    from experiments.grids import parse_seeds, split_names
+    from experiments.leaderboard import leaderboard
+    from experiments.report_files import check_output_folder
+    from experiments.suite import DEFAULT_AGENTS, SuiteSpec, benchmark_regimes, run_suite
+
+    spec = SuiteSpec(split_names(regimes) if regimes is not None else benchmark_regimes(),
+                     split_names(agents_) if agents_ is not None else DEFAULT_AGENTS, parse_seeds(seeds))
+    out = check_output_folder(out)
+    results = out / "results.jsonl"
+    if report_only and not (results.is_file() and results.stat().st_size):
+        raise FileNotFoundError(f"no results in {results} to report; run without --report-only first")
+    out.mkdir(parents=True, exist_ok=True)
+    if not report_only:
+        start = time.perf_counter()
+        made = run_suite(spec, results, logdir, workers, THREADS["threads"])
+        typer.echo(f"{made} new runs in {time.perf_counter() - start:.0f} s")
+    board = leaderboard(spec.records(results))
+    (out / "leaderboard.md").write_text(board)
+    typer.echo(board)
+    typer.echo(f"leaderboard in {out / 'leaderboard.md'}")
 
 
 @app.command()

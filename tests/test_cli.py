@@ -18,7 +18,7 @@ from kd_env.config import PROFILES, EnvConfig
 from kd_cli.options import parse_grid, parse_pairs
 
 runner = CliRunner()
-SUBCOMMANDS = ("prepare", "train", "compare", "sweep", "distill", "bench")
+SUBCOMMANDS = ("prepare", "train", "compare", "suite", "sweep", "distill", "bench")
 SMALL = ["--task-options", "num_train=128", "--task-options", "num_dev=32", "--task-options", "num_test=64", "--env-kwargs", "batch_size=16"]
 
 
