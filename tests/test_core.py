@@ -58,9 +58,10 @@ def assert_population_matches_singles(config, stack_type):
             np.testing.assert_allclose(got[i], expected[0], rtol=1e-4, atol=1e-5, err_msg=f"env {i}, value {j}")
 
 
-@pytest.mark.parametrize("reward", ["student_ce", "ce_gain", "dev_gain"])
-def test_head_population_matches_single_cores(reward, small_env_kwargs):
-    config = EnvConfig.from_kwargs({**small_env_kwargs, "episode_steps": 3, "reward": reward, "terminal_bonus": 0.5})
+@pytest.mark.parametrize("reward, aggregation", [("student_ce", "weighted_ce"), ("ce_gain", "kl_to_average"), ("dev_gain", "weighted_ce")])
+def test_head_population_matches_single_cores(reward, aggregation, small_env_kwargs):
+    config = EnvConfig.from_kwargs({**small_env_kwargs, "episode_steps": 3, "reward": reward, "terminal_bonus": 0.5,
+                                    "aggregation": aggregation, "tau_squared": aggregation == "kl_to_average"})
     assert_population_matches_singles(config, HeadStack)
 
 
