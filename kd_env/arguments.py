@@ -54,6 +54,12 @@ def require_classes(task: str, class_names) -> None:
         raise UserError(f"task {task!r} has {len(class_names)} class(es) {list(class_names)}; a classification task needs at least 2")
 
 
+def require_teachers(teachers) -> None:
+    """Teachers are a list (names, folders, spec dicts), one pool name, or None (the task's own)."""
+    if teachers is not None and not isinstance(teachers, (str, list, tuple)):
+        raise UserError(f"teachers must be a list of teachers, a pool name or None, got {teachers!r}")
+
+
 def require_train_size(num_train: int, batch_size: int) -> None:
     """A batch is drawn from the training split: it must hold at least one batch."""
     if batch_size > num_train:

@@ -77,7 +77,8 @@ class EnvConfig:
 
     @classmethod
     def from_kwargs(cls, kwargs: dict, what: str = "environment") -> "EnvConfig":
-        """The config of these keyword arguments, naming any unknown one in the error."""
+        """The config of these keyword arguments, naming any unknown one in the error (their values are
+        checked by ``kd_env.arguments.validate_env_arguments`` and the parts they configure)."""
         return cls(**check_option_names(kwargs, field_names(cls), what))
 
     def replace(self, **changes) -> "EnvConfig":

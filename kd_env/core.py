@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from kd_env import rewards as reward_fns
-from kd_env.arguments import require_int, require_train_size, validate_env_arguments
+from kd_env.arguments import require_int, require_teachers, require_train_size, validate_env_arguments
 from kd_env.config import EnvConfig
 from kd_env.devices import resolve_device
 from kd_env.distill import KDConfig, kd_loss_and_logit_gradient, kd_loss_from_soft_targets, soft_targets, weights_from_action
@@ -100,6 +100,7 @@ class DistillationCore:
         )
         groups = validate_groups(list(feature_groups()) if config.features is None else config.features)
         validate_student_options(config.student, config.student_options)
+        require_teachers(config.teachers)
         self.device = resolve_device(config.device)
         self.data = build_distillation_data(config.task, config.teachers, config.task_options, config.student,
                                             config.student_options, min_train_size=config.batch_size)

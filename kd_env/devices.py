@@ -14,7 +14,13 @@ def resolve_device(device: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; anything else as torch names it."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise UserError(f"device must be cpu, cuda, cuda:N or auto, got {device!r}") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {device!r}: this machine has no CUDA device; use cpu or auto")
+    return resolved
 
 
 def runtime_key(device: str, mixed_precision: bool) -> dict:
@@ -24,7 +30,7 @@ def runtime_key(device: str, mixed_precision: bool) -> dict:
     its own entry. The CPU in float32 records nothing, so the keys of entries built there before the
     runtime was recorded stay valid.
     """
-    device_type = resolve_device(device).type
+    device_type = resolve_device(device).type if device == "auto" else torch.device(device).type
     if device_type == "cpu" and not mixed_precision:
         return {}
     return {"runtime": {"device": device_type, "mixed_precision": bool(mixed_precision)}}

@@ -2,6 +2,7 @@
 
 import gymnasium as gym
 import pytest
+import torch
 from tiny_text import sentiment_rows, write_csv
 
 import kd_env  # noqa: F401 - registers the env ids
@@ -78,3 +79,23 @@ def test_zero_probe_size_is_fine_when_no_reward_reads_the_probe(small_env_kwargs
     env.reset(seed=0)
     _, reward, *_ = env.step(env.action_space.sample())
     assert reward == reward
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"task_options": {"num_train": "x"}}, "num_train must be an integer, got 'x'"),
+    ({"task_options": {"seed": "x"}}, "seed must be an integer"),
+    ({"device": 3}, "device must be cpu, cuda, cuda:N or auto, got 3"),
+    ({"teachers": 5}, "teachers must be a list of teachers, a pool name or None, got 5"),
+    ({"student_options": {"hidden": "64"}}, "hidden must be an integer"),
+])
+def test_values_of_the_wrong_type_are_one_user_error(kwargs, message):
+    """A string where a number belongs (as a command line gives it) is refused in one line, before any
+    config compares it."""
+    with pytest.raises(UserError, match=message):
+        kd_env.TeacherSelectionEnv(**{"task": "synthetic", **kwargs})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_a_cuda_device_without_one_is_one_user_error():
+    with pytest.raises(UserError, match="no CUDA device"):
+        kd_env.TeacherSelectionEnv(task="synthetic", device="cuda")

@@ -49,7 +49,7 @@ def test_budget_rows_refuse_impossible_budgets(budget, message):
 @pytest.mark.parametrize("options, message", [
     ({"transfer": 10}, "needs a label budget"),
     ({"labels": 0}, "labels .* must be >= 1"),
-    ({"labels": 2.5}, "labels .* must be an integer"),
+    ({"labels": 2.5}, "labels.* must be an integer"),
     ({"labels": 10, "transfer": -1}, "transfer .* must be >= 0"),
 ])
 def test_bad_budget_options_fail_before_any_data(options, message):

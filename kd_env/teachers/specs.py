@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from kd_env.arguments import require_teachers
 from kd_env.errors import UserError
 from kd_env.options import check_option_names
 from kd_env.teachers.checkpoints import checkpoint_teacher, looks_like_checkpoint
@@ -82,6 +83,7 @@ NAMED_TEACHERS = {
 def resolve_teacher_specs(teachers: list | str | None) -> list[TeacherSpec]:
     """Teacher names (``NAMED_TEACHERS`` keys), checkpoint folders, dicts of ``TeacherSpec`` fields or
     pool names (``kd_env.teachers.pools``), or one pool name; None = the ``default`` pool."""
+    require_teachers(teachers)
     teachers = pool_teachers(teachers or "default") if teachers is None or isinstance(teachers, str) else expand_pools(teachers)
     if not teachers:
         raise UserError(f"at least one teacher is needed; named teachers: {sorted(NAMED_TEACHERS)}")
