@@ -249,7 +249,7 @@ def case_two_grids_into_one_out(folder: Path) -> str:
     from kd_cli.app import main as cli
 
     out = folder / "out"
-    arguments = ["--task", "synthetic", "--agents", "no_kd,avg_kd,reinforce", "--seeds", "0-3", "--epochs", "10", "--out", str(out),
+    arguments = ["--task", "synthetic", "--agents", "no_kd,avg_kd,reinforce", "--seeds", "0-3", "--epochs", "80", "--out", str(out),
                  "--logdir", str(folder / "runs"), "--task-options", "num_train=128", "--task-options", "num_dev=32",
                  "--task-options", "num_test=32", "--env-kwargs", "batch_size=16"]
     first = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "compare.py"), *arguments], stdout=subprocess.DEVNULL,
