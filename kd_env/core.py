@@ -246,7 +246,7 @@ class DistillationCore:
         for j, (tensor, index) in enumerate(views):
             if tensor in self.optimizer.state:
                 live = self.optimizer.state[tensor]
-                moments[j] = {key: value.clone() if key == "step" else self._module_shaped(j, value[index], i) for key, value in live.items()}
+                moments[j] = {key: value.clone() if key == "step" else self.students.module_moment(j, i, value[index]) for key, value in live.items()}
         group = {key: value for key, value in self.optimizer.param_groups[0].items() if key != "params"}
         optimizer = {"state": moments, "param_groups": [{**group, "params": list(range(len(views)))}]}
         return {"student": copy.deepcopy(self.students.student(i).state_dict()), "optimizer": optimizer}
@@ -278,7 +278,7 @@ class DistillationCore:
                 zero_step = torch.zeros((), dtype=torch.float32, device=tensor.device)
                 live.update(step=zero_step, exp_avg=torch.zeros_like(tensor), exp_avg_sq=torch.zeros_like(tensor))
             for key in ("exp_avg", "exp_avg_sq"):
-                live[key][index] = self._stack_shaped(j, saved[j][key].to(tensor.device))
+                live[key][index] = self.students.stack_moment(j, saved[j][key].to(tensor.device))
             live["step"] = live["step"].fill_(saved[j]["step"]) if index else saved[j]["step"].clone().to(live["step"].device)
         self._optimizer_steps[i] = float(saved[0]["step"]) if saved else 0.0
         self._steps_may_differ = True
@@ -459,15 +459,4 @@ class DistillationCore:
         if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < self.num_envs:
             raise ValueError(f"env index must be an integer in [0, {self.num_envs}), got {i!r}")
         return int(i)
-
-    def _module_shaped(self, j: int, value: torch.Tensor, i: int) -> torch.Tensor:
-        """Stack-kept optimizer moment j of env i in its module parameter's shape (a copy)."""
-        expand = getattr(self.students, "expand_rows", None)
-        if expand is None:
-            return value.clone()
-        return expand(j, value, torch.zeros_like(self.students.frozen[i]))
-
-    def _stack_shaped(self, j: int, value: torch.Tensor) -> torch.Tensor:
-        trained_part = getattr(self.students, "trained_part", None)
-        return value if trained_part is None else trained_part(j, value)
 

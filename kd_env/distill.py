@@ -142,7 +142,7 @@ def weights_from_action(action, action_mode: str, expected_shape: tuple[int, ...
         if array.dtype.kind not in "biuf":
             raise ValueError(f"action must be numeric (bool, int or float), got dtype {array.dtype}")
         action = torch.from_numpy(np.ascontiguousarray(array))
-    elif action.dtype == torch.complex64 or action.dtype == torch.complex128:
+    elif action.is_complex():
         raise ValueError(f"action must be numeric (bool, int or float), got dtype {action.dtype}")
     if tuple(action.shape) != tuple(expected_shape):
         raise ValueError(

@@ -80,7 +80,24 @@ class MLPStack:
             parameter.copy_(stacked[index])
 
 
-class HeadStack:
+class Stack:
+    """What a stack does the same way as a student's modules unless it says otherwise."""
+
+    def encode(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A split's inputs as ``forward`` reads them (made once per split)."""
+        return inputs
+
+    def module_moment(self, j: int, i: int, value: torch.Tensor) -> torch.Tensor:
+        """Student i's optimizer moment of parameter j (its slice of the stacked moment) in the shape of
+        the module's parameter j, a copy: what ``student_state`` saves."""
+        return value.clone()
+
+    def stack_moment(self, j: int, value: torch.Tensor) -> torch.Tensor:
+        """The inverse of ``module_moment``: what the stack keeps of a saved moment of parameter j."""
+        return value
+
+
+class HeadStack(Stack):
     """N ``HeadStudent`` MLPs over standardised frozen sentence vectors."""
 
     cheap_forward = HeadStudent.cheap_forward
@@ -97,9 +114,6 @@ class HeadStack:
 
     def parameters(self) -> list[torch.Tensor]:
         return self.mlp.parameters()
-
-    def encode(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return inputs
 
     @torch.no_grad()
     def reinitialise(self, seeds: list[int], build=None) -> None:
@@ -153,7 +167,7 @@ class HeadStack:
         return module
 
 
-class AutogradStack:
+class AutogradStack(Stack):
     """Stacks whose backward is autograd's, from the graph ``forward_for_training`` keeps."""
 
     def forward_for_training(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -241,21 +255,21 @@ class BagStack(AutogradStack):
 
     def parameter_views(self, i: int) -> list[tuple[torch.Tensor, tuple]]:
         """Student i's parameters as (stacked tensor, index) pairs, in ``BagStudent.parameters()``
-        order; the embedding's are its trained rows (``expand_rows`` / ``trained_part`` convert)."""
+        order; the embedding's are its trained rows (``module_moment`` / ``stack_moment`` convert its moments)."""
         return [(self.embedding, (i,)), *self.mlp.views(i)]
 
-    def expand_rows(self, j: int, trained: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
-        """Parameter j's tensor (for the embedding: its trained rows) in its module's shape, taking
-        the other rows from ``fill`` (the frozen table, or zeros for optimizer moments)."""
-        if j:
-            return trained
+    def _full_rows(self, trained: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+        """An embedding-shaped tensor: ``trained`` in the trained rows, ``fill`` in the others."""
         full = fill.clone()
         full[self.trained_rows] = trained
         return full
 
-    def trained_part(self, j: int, full: torch.Tensor) -> torch.Tensor:
-        """The inverse of ``expand_rows``: what the stack keeps of a module-shaped parameter j."""
-        return full[self.trained_rows] if j == 0 else full
+    def module_moment(self, j: int, i: int, value: torch.Tensor) -> torch.Tensor:
+        """The embedding's moments are 0 in the frozen rows, as AdamW's over the whole table would be."""
+        return self._full_rows(value, torch.zeros_like(self.frozen[i])) if j == 0 else value.clone()
+
+    def stack_moment(self, j: int, value: torch.Tensor) -> torch.Tensor:
+        return value[self.trained_rows] if j == 0 else value
 
     @torch.no_grad()
     def load_student(self, i: int, module: nn.Module) -> None:
@@ -268,7 +282,7 @@ class BagStack(AutogradStack):
     def student(self, i: int) -> nn.Module:
         """Student i as an ordinary ``BagStudent`` (a copy)."""
         module = copy.deepcopy(self._prototype)
-        module.embedding.weight.copy_(self.expand_rows(0, self.embedding[i], self.frozen[i]))
+        module.embedding.weight.copy_(self._full_rows(self.embedding[i], self.frozen[i]))
         self.mlp.store(i, module.net)
         return module
 
@@ -282,9 +296,6 @@ class LoopStack(AutogradStack):
 
     def parameters(self) -> list[torch.Tensor]:
         return [p for student in self.students for p in student.parameters()]
-
-    def encode(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return inputs
 
     @torch.no_grad()
     def reinitialise(self, seeds: list[int], build) -> None:

@@ -13,6 +13,9 @@ over rounds. Env steps counted are transitions: the autoreset calls take time bu
 Memory: for every N, a fresh process builds the env, runs two episodes, and reports its peak
 resident memory; the teacher outputs it holds once, whatever N, are listed beside.
 
+With ``--count-calls``: the torch operator calls (top-level, from ``torch.profiler``) of one vector env
+step and of one bare step, at the first N given: where the env's own time goes at small B.
+
 With ``--baseline-tree PATH`` (a checkout of another commit, e.g. made by ``git worktree add``): the
 single env of that tree against the single env of this one, each in a fresh child process per round
 (alternating, same kwargs and threads), so a change's effect on one env's speed is measured in one run.
@@ -48,7 +51,8 @@ ENV_ID = "kd_env/TeacherSelection-v1"
 
 
 def env_kwargs(args) -> dict:
-    return {"task": "synthetic", "batch_size": args.batch_size, "device": args.device}
+    chosen = {} if args.info_level is None else {"info_level": args.info_level}  # an older tree has no info_level
+    return {"task": "synthetic", "batch_size": args.batch_size, "device": args.device, **chosen}
 
 
 class Clock:
@@ -87,27 +91,57 @@ def time_single_env(env, actions: list[np.ndarray], seconds: float) -> tuple[flo
     return clock.rates(steps)
 
 
-def time_bare_steps(env, weights: list[torch.Tensor], seconds: float) -> tuple[float, float]:
-    """Aggregate steps/s of the bare batched step on the env's own stacked students and batches, through
-    the same library calls as the env's step: (wall, CPU)."""
+def bare_step(env, weights: torch.Tensor, row: int) -> None:
+    """One bare batched step on the env's own stacked students and episode batch ``row``, through the
+    same library calls as the env's step: forward, KD loss and its gradient, backward, AdamW."""
     core = env.core
-    students, optimizer, episode = core.students, core.optimizer, core._episode
+    students, episode = core.students, core._episode
+    logits, saved = students.forward_for_training(episode.inputs(row))
+    teacher_probs = core._soft_targets.index_select(0, episode.rows[row].flatten())
+    _, logit_gradient = kd_loss_and_logit_gradient(
+        logits.flatten(0, 1), episode.labels[row].flatten(), teacher_probs, weights, core.kd_config, 1.0 / env.batch_size,
+    )
+    core.optimizer.zero_grad(set_to_none=True)
+    students.backward(saved, logit_gradient.view_as(logits))
+    core.optimizer.step()
+    if logits.is_cuda:  # as the env's step, which hands numpy arrays back, waits for the GPU
+        torch.cuda.synchronize()
+
+
+def time_bare_steps(env, weights: list[torch.Tensor], seconds: float) -> tuple[float, float]:
+    """Aggregate steps/s of the bare batched step: (wall, CPU)."""
     steps, clock = 0, Clock()
     while clock.elapsed() < seconds:
-        row = steps % env.episode_steps
-        logits, saved = students.forward_for_training(episode.inputs(row))
-        teacher_probs = core._soft_targets.index_select(0, episode.rows[row].flatten())
-        _, logit_gradient = kd_loss_and_logit_gradient(
-            logits.flatten(0, 1), episode.labels[row].flatten(), teacher_probs, weights[steps % len(weights)],
-            core.kd_config, 1.0 / env.batch_size,
-        )
-        optimizer.zero_grad(set_to_none=True)
-        students.backward(saved, logit_gradient.view_as(logits))
-        optimizer.step()
-        if logits.is_cuda:  # as the env's step, which hands numpy arrays back, waits for the GPU
-            torch.cuda.synchronize()
+        bare_step(env, weights[steps % len(weights)], steps % env.episode_steps)
         steps += 1
     return clock.rates(env.num_envs * steps)
+
+
+def torch_calls(step, count: int) -> float:
+    """Top-level torch operator calls per ``step()`` (views included; the operators they call not counted)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as profiler:
+        for _ in range(count):
+            step()
+    events = [event for event in profiler.events() if event.name.startswith("aten::")]
+    return sum(1 for event in events if event.cpu_parent is None or not event.cpu_parent.name.startswith("aten::")) / count
+
+
+def count_calls(args) -> tuple[float, float]:
+    """Torch calls per step of the vector env (steps inside an episode: no reset or dev evaluation) and
+    of the bare batched step, at the first N of ``--num-envs``."""
+    n = args.num_envs[0]
+    env = gym.make_vec(ENV_ID, num_envs=n, vectorization_mode="vector_entry_point", **env_kwargs(args))
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    actions = [env.action_space.sample() for _ in range(4)]
+    for action in actions:  # warm-up
+        env.step(action)
+    steps = iter(actions)
+    env_calls = torch_calls(lambda: env.step(next(steps)), len(actions))
+    weights = normalise_weights(actions[0].reshape(n * args.batch_size, -1)).to(args.device)
+    return env_calls, torch_calls(lambda: bare_step(env.unwrapped, weights, 0), 4)
 
 
 def measure_speed(args) -> dict[str, dict[int, tuple[float, float]]]:
@@ -237,13 +271,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.5, help="clock time per measurement")
     parser.add_argument("--device", default=EnvConfig.device, help="where the students train (cpu, cuda)")
+    parser.add_argument("--info-level", choices=("full", "basic"), help="the env's info_level (default: the env's)")
     parser.add_argument("--skip-memory", action="store_true", help="speed only")
+    parser.add_argument("--count-calls", action="store_true", help="only count torch calls per env step and per bare step")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (more than the free cores stalls them)")
     parser.add_argument("--ppo", type=int, default=0, metavar="N", help="only compare PPO on N sub-envs: batched env vs DummyVecEnv")
     parser.add_argument("--baseline-tree", metavar="PATH", help="only compare the single env with the one of this checkout")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     load = lambda: ", ".join(f"{x:.1f}" for x in os.getloadavg())  # noqa: E731
+    if args.count_calls:
+        env_calls, bare = count_calls(args)
+        print(f"N={args.num_envs[0]}, synthetic, B={args.batch_size}, K=4, head: torch calls per step: env {env_calls:.0f}, bare {bare:.0f}")
+        return
     if args.baseline_tree:
         rates = baseline_rates(args)
         print(f"single env, synthetic task, B={args.batch_size}, K=4, head student; {args.threads} torch threads; "
