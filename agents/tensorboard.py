@@ -76,7 +76,7 @@ class RunLogger(gym.Wrapper):
         for key in STEP_DIAGNOSTICS:
             if key in info:
                 self.scalar(f"env/{key}", info[key])
-        for name, rate in zip(self.teacher_names, np.asarray(info["selection_rate"]).tolist()):
+        for name, rate in zip(self.teacher_names, np.asarray(info.get("selection_rate", ())).tolist()):
             self.scalar(f"env/selection_rate/{name}", rate)
 
     def close(self) -> None:

@@ -63,6 +63,18 @@ def test_ctrl_c_checkpoints_and_resume_continues_the_run(small_env_kwargs, tmp_p
     assert scalar_steps(run_dir, "env/selection_rate/synthetic-teacher-0")[-1] == 40
 
 
+def test_a_run_with_basic_info_logs_what_the_env_reports(small_env_kwargs, tmp_path):
+    """``info_level="basic"`` leaves out the step diagnostics: the run logs rewards and episode ends."""
+    result = train(config({**small_env_kwargs, "info_level": "basic"}, tmp_path, agent="avg_kd", agent_kwargs={}))
+    assert result.env_steps == 40
+    run_dir = Path(result.run_dir)
+    assert scalar_steps(run_dir, "charts/reward") == list(range(1, 41))
+    assert scalar_steps(run_dir, "env/dev_accuracy") == [16, 32]
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    assert not [tag for tag in events.Tags()["scalars"] if tag.startswith("env/selection_rate")]
+
+
 def test_sigterm_checkpoints_like_ctrl_c(small_env_kwargs, tmp_path):
     def terminate_at_10(info):
         if terminate_at_10.steps == 10:
