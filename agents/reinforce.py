@@ -92,12 +92,17 @@ def moving_average(baseline: float | None, value: float, decay: float) -> float:
     return value if baseline is None else decay * baseline + (1.0 - decay) * value
 
 
-def leave_one_out_advantage(instance_rewards: np.ndarray) -> np.ndarray:
-    """r_j minus the mean of the other instances' rewards (the batch's shared drift cancels)."""
-    b = len(instance_rewards)
-    if b == 1:
+def leave_one_out_advantage(instance_rewards: np.ndarray, rewarded: np.ndarray | None = None) -> np.ndarray:
+    """r_j minus the mean of the other rewarded instances' rewards (the batch's shared drift cancels).
+
+    ``rewarded`` (the env's ``info["instance_rewarded"]``) marks the instances whose reward is a signal;
+    the others (no label to reward them by) get advantage 0 and stay out of everyone's baseline."""
+    mask = np.ones(len(instance_rewards), dtype=bool) if rewarded is None else np.asarray(rewarded, dtype=bool)
+    count = int(mask.sum())
+    if count < 2:
         return np.zeros_like(instance_rewards)
-    return instance_rewards - (instance_rewards.sum() - instance_rewards) / (b - 1)
+    kept = np.where(mask, instance_rewards, 0.0)
+    return np.where(mask, kept - (kept.sum() - kept) / (count - 1), 0.0).astype(instance_rewards.dtype)
 
 
 def snapshot_student(env) -> dict:
@@ -184,8 +189,9 @@ class ReinforceAgent(StepwiseAgent):
         self.steps_taken += self.num_envs
         if stage != "student":
             instance_rewards = np.reshape(info["instance_rewards"], (self.num_envs, -1))
-            for rollout, env_reward, env_instance_rewards in zip(self.rollouts, np.atleast_1d(reward), instance_rewards):
-                self._record(rollout, float(env_reward), env_instance_rewards)
+            rewarded = np.reshape(info.get("instance_rewarded", np.ones_like(instance_rewards, dtype=bool)), (self.num_envs, -1))
+            for rollout, env_reward, env_instance_rewards, env_rewarded in zip(self.rollouts, np.atleast_1d(reward), instance_rewards, rewarded):
+                self._record(rollout, float(env_reward), env_instance_rewards, env_rewarded)
         episode_over = bool(np.any(terminated) or np.any(truncated))  # sub-envs end together
         leaving_stage_two = stage == "selector" and self.stage() != "selector"
         if episode_over or leaving_stage_two:
@@ -201,14 +207,14 @@ class ReinforceAgent(StepwiseAgent):
         return {} if episode_over else None
 
     # ------------------------------------------------------------------------------- the update
-    def _record(self, rollout: Rollout, reward: float, instance_rewards: np.ndarray) -> None:
+    def _record(self, rollout: Rollout, reward: float, instance_rewards: np.ndarray, rewarded: np.ndarray) -> None:
         mode = self.config.advantage
         rollout.rewards.append(reward)
         if mode == "step":
             rollout.advantages.append(np.full(len(instance_rewards), reward - (reward if self.baseline is None else self.baseline), dtype=np.float32))
             self.baseline = moving_average(self.baseline, reward, self.config.baseline_decay)
         elif mode == "instance":
-            rollout.advantages.append(leave_one_out_advantage(np.asarray(instance_rewards, dtype=np.float32)))
+            rollout.advantages.append(leave_one_out_advantage(np.asarray(instance_rewards, dtype=np.float32), rewarded))
 
     def _advantages(self, rollout: Rollout) -> np.ndarray:
         """(T, B) advantages of a rollout; for ``episode`` the return's, which moves the baseline."""

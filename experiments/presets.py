@@ -121,6 +121,11 @@ LEVER_ENTRIES = (
     _reinforce("reinforce:dev_gain+step", env_kwargs={"reward": "dev_gain"}, advantage="step"),
     _reinforce("reinforce:dev_gain+episode", env_kwargs={"reward": "dev_gain"}, advantage="episode"),
     _reinforce("reinforce:mlp64", hidden_sizes=(64,)),
+    # A label-free per-instance reward (kd_env.rewards): it rewards the selections on a transfer set's
+    # unlabelled instances too, where the batch-label rewards are silent.
+    _reinforce("reinforce:probe_alignment", env_kwargs={"reward": "probe_alignment"}),
+    _reinforce("reinforce:probe_alignment+mlp32", env_kwargs={"reward": "probe_alignment"}, hidden_sizes=(32,)),
+    GridEntry(label="mtkd_rl:probe_alignment", agent="mtkd_rl", env_id=WEIGHT_ENV, env_kwargs={"reward": "probe_alignment"}),
     _reinforce("reinforce:lr0.01", learning_rate=0.01),
     _reinforce("reinforce:no_stages", stages=0),
     _reinforce("reinforce:stages3", stages=3),

@@ -19,7 +19,9 @@ outputs themselves stay in the memory-mapped cache, shared between processes.
 
 Training instances without a label (a transfer set, ``SplitData.labelled``) are read only through
 label-free paths: the loss uses their KD term alone, the label-reading feature groups are 0 there,
-and rewards computed from the batch's labels are 0 there (``dev_gain`` reads the probe set instead).
+and rewards computed from the batch's labels are 0 there, with ``info["instance_rewarded"]`` marking
+the instances whose reward carries a signal (per-instance credit must leave the others out);
+``dev_gain`` and ``probe_alignment`` are label-free on the batch and reward every instance.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from kd_env import rewards as reward_fns
 from kd_env.arguments import require_int, require_teachers, require_train_size, validate_env_arguments
 from kd_env.config import EnvConfig
 from kd_env.devices import resolve_device
-from kd_env.distill import KDConfig, kd_loss_and_logit_gradient, kd_loss_from_soft_targets, soft_targets, weights_from_action
+from kd_env.distill import (KDConfig, kd_loss_and_logit_gradient, kd_loss_from_soft_targets, soft_cross_entropy, soft_targets,
+                            weights_from_action)
 from kd_env.episode import EpisodeBatches, episode_order
 from kd_env.errors import UserError
 from kd_env.features import FeatureLayout, FeatureTable, SemanticProjection, feature_groups, validate_groups
@@ -120,6 +123,7 @@ class DistillationCore:
         # On the CPU the teacher logits stay the cache's memory-mapped arrays (no copy).
         self._labels = train.labels.to(self.device)
         self._labelled = train.label_mask().to(self.device)
+        self._all_labelled = bool(self._labelled.all())
         self._teacher_logits = train.teacher_logits.to(self.device)
         self._soft_targets = soft_targets(self._teacher_logits, self.kd_config)
         projection = SemanticProjection.fit(train.semantic.numpy(), config.semantic_dim)
@@ -190,11 +194,14 @@ class DistillationCore:
         logits_before = self._pending_logits
         self.step_count += 1
 
+        # Before the forwards after the update: the look-ahead moves the weights that those forwards' graphs hold.
+        lookahead = self._probe_lookahead(step) if "teacher_alignment" in self.reward.needs else None
         after_logits = self._forwards_after_update(step)
-        losses = self._step_losses(parts, labels, teacher_probs, flat_weights, after_logits, labelled)
+        losses = self._step_losses(parts, labels, teacher_probs, weights, after_logits, labelled, lookahead)
         instance_rewards = reward_fns.instance_rewards(self.reward.name, losses, self.num_classes)
-        if self.reward.reads_batch_labels:
-            instance_rewards = instance_rewards * self._episode.labelled[step]
+        rewarded = self._rewarded(step)
+        if rewarded is not None:
+            instance_rewards = instance_rewards * rewarded
         terminated = self.step_count >= self.episode_steps
         info: dict[str, torch.Tensor] = {}
         if self.full_info:
@@ -204,6 +211,8 @@ class DistillationCore:
             info.update({f"dev_{name}": value for name, value in dev.items()})
             instance_rewards = instance_rewards + self.config.terminal_bonus * dev["accuracy"].unsqueeze(1)
         info["instance_rewards"] = instance_rewards.float()
+        if rewarded is not None:
+            info["instance_rewarded"] = rewarded
         rewards = instance_rewards.double().sum(dim=1) / b
         info.update(self._observation_info())
         return self._observation(), rewards, terminated, info
@@ -333,6 +342,12 @@ class DistillationCore:
             self._encoded[split] = self.students.encode(inputs)
         return self._encoded[split]
 
+    def _probe_rows(self) -> dict[str, torch.Tensor]:
+        """The probe set's inputs as the stack reads them, for every student."""
+        if "probe" not in self._encoded:
+            self._encoded["probe"] = self.students.encode(self._probe_inputs)
+        return self._shared(self._encoded["probe"])
+
     def _shared(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The same (R, ...) inputs for every student, as (N, R, ...) views (no copies)."""
         return {name: t.expand(self.num_envs, *t.shape) for name, t in inputs.items()}
@@ -367,12 +382,13 @@ class DistillationCore:
         return after
 
     @torch.no_grad()
-    def _step_losses(self, parts, labels, teacher_probs, weights, after_logits, labelled) -> reward_fns.StepLosses:
-        """The per-instance (N, B) losses around the step that the reward ``needs``."""
+    def _step_losses(self, parts, labels, teacher_probs, weights, after_logits, labelled, lookahead) -> reward_fns.StepLosses:
+        """The per-instance (N, B) losses around the step that the reward ``needs``; ``weights`` (N, B, K)."""
         n, b = self.num_envs, self.batch_size
         after = {}
         if "loss_after" in self.reward.needs:
-            loss = kd_loss_from_soft_targets(after_logits.flatten(0, 1), labels, teacher_probs, weights, self.kd_config, labelled)
+            loss = kd_loss_from_soft_targets(after_logits.flatten(0, 1), labels, teacher_probs, weights.flatten(0, 1),
+                                             self.kd_config, labelled)
             after = {"ce_after": loss.ce.view(n, b), "loss_after": loss.total.view(n, b)}
         elif "ce_after" in self.reward.needs:
             ce = torch.nn.functional.cross_entropy(after_logits.flatten(0, 1), labels, reduction="none")
@@ -380,15 +396,65 @@ class DistillationCore:
         if self.reward.needs_probe:
             before, self._probe_ce = self._probe_ce, self._probe_losses()
             after.update(probe_ce_before=before.unsqueeze(1), probe_ce_after=self._probe_ce.unsqueeze(1))
+        if lookahead is not None:
+            ahead_logits, probe_drop = lookahead
+            targets = teacher_probs.view(n, b, *teacher_probs.shape[1:])
+            tau = self.kd_config.temperature
+
+            def pull(logits: torch.Tensor) -> torch.Tensor:  # (N, B, K) CE(p_Tk, p_S) at the KD temperature, in float64:
+                return soft_cross_entropy(targets.double(), torch.log_softmax(logits.double() / tau, dim=-1).unsqueeze(2))  # a small difference
+
+            alignment = ((pull(after_logits) - pull(ahead_logits)) / probe_drop.clamp_min(1e-12).view(n, 1, 1)).float()
+            after.update(teacher_alignment=alignment, weights=weights)
         return reward_fns.StepLosses(ce_before=parts.ce.view(n, b), **after)
+
+    def _probe_lookahead(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, B, C) logits of the batch ``step`` after a look-ahead step down each student's probe-set
+        CE gradient, sized so that its probe CE drops by ``PROBE_DROP`` to first order, and (N,) how
+        much it actually dropped; the students are put back exactly (``probe_alignment``)."""
+        n = self.num_envs
+        logits, saved = self.students.held_out_forward_for_training(self._probe_rows())
+        logits = logits.float()
+        labels = self._probe_labels.expand(n, -1)
+        with torch.no_grad():
+            probe_ce = self._probe_ce_of(logits)
+            # The gradient of the sum over students of their mean probe CE: each student's is its own.
+            gradient = torch.softmax(logits, dim=-1) - torch.nn.functional.one_hot(labels, self.num_classes)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.students.backward(saved, (gradient / logits.shape[1]).to(logits.dtype))
+        views = [[(t, index) for t, index in self.students.parameter_views(i) if t.grad is not None] for i in range(n)]
+        with torch.no_grad():
+            squared_norms = torch.stack([sum(t.grad[index].pow(2).sum() for t, index in env_views) for env_views in views])
+            steps = reward_fns.PROBE_DROP / squared_norms.clamp_min(1e-20)
+            kept = {t: t.detach().clone() for env_views in views for t, _ in env_views}
+            for i, env_views in enumerate(views):
+                for t, index in env_views:
+                    t[index] -= steps[i] * t.grad[index]
+            ahead = self.students.forward(self._episode.inputs(step)).float()
+            drop = probe_ce - self._probe_losses()
+            for t, value in kept.items():
+                t.copy_(value)
+        self.optimizer.zero_grad(set_to_none=True)
+        return ahead, drop
 
     @torch.no_grad()
     def _probe_losses(self) -> torch.Tensor:
         """(N,) mean CE of every student on the dev probe set."""
-        logits = self.students.forward(self._shared(self._probe_inputs)).float()
+        return self._probe_ce_of(self.students.forward(self._probe_rows()))
+
+    def _probe_ce_of(self, logits: torch.Tensor) -> torch.Tensor:
+        """(N,) mean CE of (N, P, C) probe-set logits, summed in float64 (rewards take differences of it)."""
         labels = self._probe_labels.expand(self.num_envs, -1)
-        ce = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="none")
+        ce = torch.nn.functional.cross_entropy(logits.double().flatten(0, 1), labels.flatten(), reduction="none")
         return ce.view(self.num_envs, -1).mean(dim=1)
+
+    def _rewarded(self, step: int) -> torch.Tensor | None:
+        """(N, B) mask of the instances whose reward says something of their own selection: those with
+        a label, when the reward reads the batch's labels and the split has instances without one;
+        None when every instance's reward does."""
+        if not self.reward.reads_batch_labels or self._all_labelled:
+            return None
+        return self._episode.labelled[step]
 
     def _observation(self) -> torch.Tensor:
         step = self.step_count

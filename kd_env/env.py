@@ -136,7 +136,9 @@ class TeacherSelectionEnv(CoreSettings, gym.Env):
     A task with a transfer set (``SplitData.labelled``) has training instances whose label the env
     never reads: they learn from the KD term alone, the label-reading features (``teacher_ce``,
     ``teacher_correct``, ``student_ce``) are 0 there, and so are rewards computed from the batch's
-    labels (``dev_gain`` reads the probe set instead).
+    labels; ``info["instance_rewarded"]`` (B,) then marks the instances whose reward says something
+    of their selection, which per-instance credit must keep to. The label-free rewards (``dev_gain``,
+    ``probe_alignment``) read the dev probe set instead and reward every instance.
 
     ## Arguments
     All are JSON-friendly, so ``env.spec.to_json()`` round-trips. Their defaults and documentation

@@ -15,9 +15,23 @@ multiplied by ``GAIN_SCALE``.
 | student_loss  | -((1-a) CE + a KD) after the step, same weights / log C  | a forward of the batch        |
 | ce_gain       | (CE before - CE after the step) / log C * GAIN_SCALE     | a forward of the batch        |
 | dev_gain      | (probe CE before - after) / log C * GAIN_SCALE, shared   | a forward of the probe set    |
+| probe_alignment | sum_k w_jk s_jk - mean_k s_jk (see below), label-free   | a forward and backward of the probe set, two forwards of the batch |
 
 ``dev_gain`` measures the held-out effect of the step on a fixed probe set drawn from the dev split; it
 cannot be split per instance, so every instance gets the same value.
+
+``probe_alignment`` is per instance and reads no label of the batch, so it rewards the selections on
+a transfer set's unlabelled instances too. After the step the env takes a small look-ahead step
+``theta' = theta - eps * g`` down the probe set's CE gradient g (eps so that the probe's CE drops by
+``PROBE_DROP`` nats, to first order) and measures, for every instance j and teacher k, how much
+closer that step brings the student to teacher k on j, in units of the probe's own drop:
+
+    s_jk = (CE(p_Tk, p_S(theta)) - CE(p_Tk, p_S(theta'))) / (probe CE(theta) - probe CE(theta'))
+
+s_jk > 0: teacher k pulls the student on j where the labelled probe pulls it (to first order it is
+<grad of teacher k's KD term on j, g> / |g|^2, the example-reweighting signal of Ren et al., ICML 2018,
+"Learning to Reweight Examples for Robust Deep Learning"). The reward is the selected teachers'
+weighted alignment over that of all teachers averaged, so it scores the choice, not the instance.
 
 A new reward is one function decorated with ``@register(name, needs=...)``: ``needs`` names the losses
 (``LOSSES``) the env must compute around each step for it, so the env never branches on a reward's name.
@@ -34,9 +48,13 @@ import torch
 from kd_env.errors import UserError
 
 GAIN_SCALE = 10.0
-LOSSES = ("ce_after", "loss_after", "probe_ce")
+PROBE_DROP = 1e-2
+"""Nats by which ``probe_alignment``'s look-ahead step lowers the probe set's CE (to first order): large
+enough for float32 differences, small enough for the first-order picture."""
+LOSSES = ("ce_after", "loss_after", "probe_ce", "teacher_alignment")
 """What a reward can ask the env for, beyond ``ce_before`` (always there): the batch's per-instance CE
-after the step, its KD loss (same weights) after the step, or the probe set's mean CE before and after."""
+after the step, its KD loss (same weights) after the step, the probe set's mean CE before and after,
+or each (instance, teacher)'s alignment with the probe set (``probe_alignment``) and the step's weights."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +69,10 @@ not need may be None. Losses against the gold label cannot be known on instances
     loss_after: torch.Tensor | None = None
     probe_ce_before: torch.Tensor | None = None
     probe_ce_after: torch.Tensor | None = None
+    teacher_alignment: torch.Tensor | None = None
+    """(..., B, K) s_jk of ``probe_alignment``."""
+    weights: torch.Tensor | None = None
+    """(..., B, K) the step's normalised teacher weights (given with ``teacher_alignment``)."""
 
 
 RewardFn = Callable[[StepLosses, float], torch.Tensor]
@@ -64,6 +86,9 @@ class Reward:
     name: str
     fn: RewardFn
     needs: frozenset[str]
+    label_free: bool = False
+    """Whether its value on an instance reads no gold label of the batch (then it rewards unlabelled
+    instances too)."""
 
     @property
     def needs_probe(self) -> bool:
@@ -72,21 +97,21 @@ class Reward:
 
     @property
     def reads_batch_labels(self) -> bool:
-        """Whether its per-instance values may come from the batch's gold labels: all but a reward
-        that reads the probe set alone."""
-        return self.needs != {"probe_ce"}
+        """Whether its per-instance values may come from the batch's gold labels."""
+        return not self.label_free
 
     @property
     def needs_batch_after(self) -> bool:
         """Whether the env must forward the batch again after the step."""
-        return not self.needs.isdisjoint({"ce_after", "loss_after"})
+        return not self.needs.isdisjoint({"ce_after", "loss_after", "teacher_alignment"})
 
 
 _REGISTRY: dict[str, Reward] = {}
 
 
-def register(name: str, *, needs: Iterable[str]) -> Callable[[RewardFn], RewardFn]:
-    """Function decorator: make ``reward=name`` in the env use this function, given the losses it ``needs``."""
+def register(name: str, *, needs: Iterable[str], label_free: bool = False) -> Callable[[RewardFn], RewardFn]:
+    """Function decorator: make ``reward=name`` in the env use this function, given the losses it
+    ``needs``; ``label_free``: it reads no gold label of the batch (the env then keeps it on unlabelled instances)."""
     needs = frozenset(needs)
     unknown = sorted(needs - set(LOSSES))
     if unknown:
@@ -95,7 +120,7 @@ def register(name: str, *, needs: Iterable[str]) -> Callable[[RewardFn], RewardF
     def decorate(fn: RewardFn) -> RewardFn:
         if name in _REGISTRY:
             raise ValueError(f"reward name {name!r} is already registered")
-        _REGISTRY[name] = Reward(name, fn, needs)
+        _REGISTRY[name] = Reward(name, fn, needs, label_free)
         return fn
 
     return decorate
@@ -131,7 +156,13 @@ def ce_gain(losses: StepLosses, log_c: float) -> torch.Tensor:
     return (losses.ce_before - losses.ce_after) / log_c * GAIN_SCALE
 
 
-@register("dev_gain", needs=["probe_ce"])
+@register("dev_gain", needs=["probe_ce"], label_free=True)
 def dev_gain(losses: StepLosses, log_c: float) -> torch.Tensor:
     gain = (losses.probe_ce_before - losses.probe_ce_after) / log_c * GAIN_SCALE
     return gain.expand_as(losses.ce_before)
+
+
+@register("probe_alignment", needs=["teacher_alignment"], label_free=True)
+def probe_alignment(losses: StepLosses, log_c: float) -> torch.Tensor:
+    alignment = losses.teacher_alignment
+    return (losses.weights * alignment).sum(dim=-1) - alignment.mean(dim=-1)

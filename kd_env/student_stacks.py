@@ -87,6 +87,10 @@ class Stack:
         """A split's inputs as ``forward`` reads them (made once per split)."""
         return inputs
 
+    def held_out_forward_for_training(self, inputs: dict[str, torch.Tensor]):
+        """``forward_for_training`` on rows from outside the training split (the probe set)."""
+        return self.forward_for_training(inputs)
+
     def module_moment(self, j: int, i: int, value: torch.Tensor) -> torch.Tensor:
         """Student i's optimizer moment of parameter j (its slice of the stacked moment) in the shape of
         the module's parameter j, a copy: what ``student_state`` saves."""
@@ -249,6 +253,12 @@ class BagStack(AutogradStack):
     def training_logits(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Training rows hold only trained word pieces (masked positions aside): the frozen table is not read."""
         return self.mlp.forward(self._pool(inputs, include_frozen=False))[0]
+
+    def held_out_forward_for_training(self, inputs: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Held-out rows may hold word pieces the training split lacks: their frozen rows are read too."""
+        with torch.enable_grad():
+            logits = self.mlp.forward(self._pool(inputs, include_frozen=True))[0]
+        return logits.detach(), logits
 
     def train(self, mode: bool = True) -> None:
         """Nothing to switch: no dropout or normalisation layers."""

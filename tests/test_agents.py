@@ -118,3 +118,13 @@ def test_shared_sb3_policy_size_does_not_depend_on_batch_size(small_env_kwargs):
     assert count("ppo", 8) == count("ppo", 64)
     assert count("a2c", 8) == count("a2c", 64)
     assert count("ppo_mlp", 8) < count("ppo_mlp", 64)
+
+
+def test_instances_without_a_reward_get_no_advantage_and_stay_out_of_the_baseline():
+    from agents.reinforce import leave_one_out_advantage
+
+    rewards = np.array([1.0, 0.0, 3.0, 0.0, 2.0], dtype=np.float32)
+    rewarded = np.array([True, False, True, False, True])
+    np.testing.assert_allclose(leave_one_out_advantage(rewards, rewarded), [1.0 - 2.5, 0.0, 3.0 - 1.5, 0.0, 2.0 - 2.0])
+    np.testing.assert_allclose(leave_one_out_advantage(rewards), rewards - (rewards.sum() - rewards) / 4)
+    assert not leave_one_out_advantage(rewards, np.array([False, False, True, False, False])).any()  # nobody to compare with

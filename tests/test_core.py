@@ -58,14 +58,15 @@ def assert_population_matches_singles(config, stack_type):
             np.testing.assert_allclose(got[i], expected[0], rtol=1e-4, atol=1e-5, err_msg=f"env {i}, value {j}")
 
 
-@pytest.mark.parametrize("reward, aggregation", [("student_ce", "weighted_ce"), ("ce_gain", "kl_to_average"), ("dev_gain", "weighted_ce")])
+@pytest.mark.parametrize("reward, aggregation", [("student_ce", "weighted_ce"), ("ce_gain", "kl_to_average"), ("dev_gain", "weighted_ce"),
+                                                ("probe_alignment", "kl_to_average")])
 def test_head_population_matches_single_cores(reward, aggregation, small_env_kwargs):
     config = EnvConfig.from_kwargs({**small_env_kwargs, "episode_steps": 3, "reward": reward, "terminal_bonus": 0.5,
                                     "aggregation": aggregation, "tau_squared": aggregation == "kl_to_average"})
     assert_population_matches_singles(config, HeadStack)
 
 
-@pytest.mark.parametrize("reward, weight_decay", [("student_loss", 0.0), ("ce_gain", 0.01)])
+@pytest.mark.parametrize("reward, weight_decay", [("student_loss", 0.0), ("ce_gain", 0.01), ("probe_alignment", 0.0)])
 def test_bow_population_matches_single_cores(reward, weight_decay, text_env_kwargs):
     config = EnvConfig.from_kwargs({**text_env_kwargs, "student": "bow", "episode_steps": 3, "reward": reward,
                                     "weight_decay": weight_decay})
@@ -111,7 +112,8 @@ def test_too_many_envs_for_the_memory_are_refused_before_allocating(small_env_kw
         DistillationCore(EnvConfig.from_kwargs(small_env_kwargs), num_envs=100_000)
 
 
-def test_labels_of_the_transfer_set_are_never_read(monkeypatch):
+@pytest.mark.parametrize("reward", ["ce_gain", "probe_alignment"])
+def test_labels_of_the_transfer_set_are_never_read(reward, monkeypatch):
     """A wrong label planted on every unlabelled training row changes no observation, reward, info
     value or student weight: the loss, the features and the rewards read no label there."""
     from kd_env.tasks.synthetic import build_synthetic_data
@@ -127,7 +129,7 @@ def test_labels_of_the_transfer_set_are_never_read(monkeypatch):
     for source in (data, planted):
         monkeypatch.setattr(core_module, "build_distillation_data", lambda *args, source=source, **kwargs: source)
         core = DistillationCore(EnvConfig.from_kwargs({"task": "synthetic", "batch_size": 16, "episode_steps": 4,
-                                                       "reward": "ce_gain", "empty_selection": "hard_label"}), num_envs=2)
+                                                       "reward": reward, "empty_selection": "hard_label"}), num_envs=2)
         generator = np.random.default_rng(0)
         actions = [generator.integers(0, 2, size=(2, 16 * core.num_teachers)) for _ in range(6)]
         trace = rollout(core, actions)
@@ -135,3 +137,26 @@ def test_labels_of_the_transfer_set_are_never_read(monkeypatch):
         traces.append(trace)
     for j, (honest, lied_to) in enumerate(zip(*traces)):
         np.testing.assert_array_equal(honest, lied_to, err_msg=f"value {j}")
+
+
+def test_probe_alignment_leaves_training_as_it_was_and_rewards_the_experts():
+    """The look-ahead puts the students back exactly: the same actions train the same students as under
+    another reward. Selecting each instance's experts (which know the clean posterior) scores higher
+    than selecting the others, on labelled and unlabelled instances alike."""
+    config = {"task": "synthetic", "batch_size": 32, "episode_steps": 6, "task_options": {"labels": 48, "transfer": 400}}
+    cores = [DistillationCore(EnvConfig.from_kwargs({**config, "reward": reward}), num_envs=2) for reward in ("ce_gain", "probe_alignment")]
+    infos = [core.reset([np.random.default_rng(i) for i in range(2)])[1] for core in cores]
+    expert_rewards, other_rewards = [], []
+    for _ in range(6):
+        oracle = infos[1]["oracle"].numpy()
+        actions = np.stack([oracle[0], 1 - oracle[1]])  # env 0 selects the experts, env 1 the others
+        infos = [core.step(actions)[3] for core in cores]
+        mixed = (oracle.reshape(2, 32, -1).sum(axis=2) % oracle.reshape(2, 32, -1).shape[2]) > 0  # some experts, not all
+        rewards = infos[1]["instance_rewards"].numpy()
+        expert_rewards += list(rewards[0][mixed[0]])
+        other_rewards += list(rewards[1][mixed[1]])
+        assert "instance_rewarded" not in infos[1] and "instance_rewarded" in infos[0]
+    for i in range(2):
+        for a, b in zip(cores[0].student(i).parameters(), cores[1].student(i).parameters()):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert np.mean(expert_rewards) > np.mean(other_rewards) + 0.2

@@ -56,7 +56,7 @@ def test_builtin_rewards_and_aggregations_give_the_recorded_rollouts(reward, agg
 
 
 def test_builtin_names_are_registered():
-    assert rewards.reward_names() == ["student_ce", "student_loss", "ce_gain", "dev_gain"]
+    assert rewards.reward_names() == ["student_ce", "student_loss", "ce_gain", "dev_gain", "probe_alignment"]
     assert distill.aggregation_names() == ["weighted_ce", "kl_to_average"]
 
 
