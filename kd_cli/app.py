@@ -1,4 +1,4 @@
-"""``kd-env``: prepare teachers, train one agent, compare agents, run the benchmark suite, sweep, distill a student, benchmark.
+"""``kd-env``: prepare teachers, train one agent, compare agents, run the benchmark suite and its headroom map, sweep, distill a student, benchmark.
 
 The env's settings are flags derived from ``kd_env.config.EnvConfig`` (``kd_cli.env_options``): one
 per field, the same in every subcommand, over a ``--profile``; ``--env-kwargs`` and ``--agent-kwargs``
@@ -247,6 +247,25 @@ def suite(
     (out / "leaderboard.md").write_text(board)
     typer.echo(board)
     typer.echo(f"leaderboard in {out / 'leaderboard.md'}")
+
+
+@app.command("map")
+@user_errors
+def headroom_map(
+    results: Annotated[Path, typer.Option(help="A suite's results file holding map regimes (kd-env suite --regimes map).")],
+    out: Annotated[Path | None, typer.Option(help="Output folder: map.md and map.png (default: the results file's folder).")] = None,
+) -> None:
+    """The headroom map of a suite's results: per map regime (pool x label budget x student), the headroom, KD's gain and the best selector's gain, as a table and a heatmap."""
+    from experiments.headroom_map import write_map
+    from experiments.report_files import check_output_folder
+    from experiments.results import read_records
+
+    if not (results.is_file() and results.stat().st_size):
+        raise FileNotFoundError(f"no results in {results}; run kd-env suite --regimes map first")
+    out = check_output_folder(out or results.parent)
+    out.mkdir(parents=True, exist_ok=True)
+    typer.echo(write_map(read_records(results), out))
+    typer.echo(f"map.md and map.png in {out}/")
 
 
 @app.command()
