@@ -16,7 +16,7 @@ pools differ in where the teachers' errors lie:
 | `fine-tuned`         | MiniLM-L6, MiniLM-L3 and MPNet (3 layers), each fine-tuned for 1 epoch (minutes each) |
 
 All but `fine-tuned` are head-tuned (``tuning="head"``: an MLP over a frozen encoder's cached vectors,
-MiniLM-L6's but in the zoos), so preparing one takes seconds (``default``: under a minute from an empty cache,
+MiniLM-L6's but in the zoos and `diverse-encoders`), so preparing one takes seconds (``default``: under a minute from an empty cache,
 docs/benchmarks.md). In the specialist pools each instance has one
 teacher that learned its cluster honestly, so "select the teacher that is right" has a known answer
 on real text.
