@@ -1,4 +1,4 @@
-"""``kd-env``: prepare teachers, train one agent, compare agents, run the benchmark suite, sweep, distill a student, benchmark.
+"""``kd-env``: prepare teachers, train one agent, compare agents, run the benchmark suite and its headroom map, sweep, distill a student, benchmark.
 
 The env's settings are flags derived from ``kd_env.config.EnvConfig`` (``kd_cli.env_options``): one
 per field, the same in every subcommand, over a ``--profile``; ``--env-kwargs`` and ``--agent-kwargs``
@@ -207,15 +207,17 @@ def grid_env_keys(env_kwargs: dict) -> dict:
 
 
 def regime_help() -> str:
-    from kd_env.regimes import regime_names
+    from kd_env.regimes import MAP_LABELS, MAP_POOLS, map_regimes, regime_names
 
-    return f"Regimes: {', '.join(regime_names())}."
+    others = [name for name in regime_names() if name not in map_regimes()]
+    return (f"Regimes: {', '.join(others)}; the map's {{pool}}-labels{{L}}-{{student}}-v1 with pool in {', '.join(MAP_POOLS)}, "
+            f"L in {', '.join(map(str, MAP_LABELS))}, student bow or head.")
 
 
 @app.command()
 @user_errors
 def suite(
-    regimes: Annotated[str | None, typer.Option(help="Regimes, comma-separated (default: all but the test regimes). " + regime_help())] = None,
+    regimes: Annotated[str | None, typer.Option(help="Regimes, comma-separated; map = the headroom map's 48 (default: the benchmark regimes). " + regime_help())] = None,
     agents_: Annotated[str | None, typer.Option("--agents", help="Agents or preset entries to score, comma-separated (default: reinforce,ca_mkd,mtkd_rl); the baselines and the privileged references always run. " + agent_help())] = None,
     seeds: Annotated[str, typer.Option(help="Seeds as a range or list: 0-4, 0,2,5.")] = "0-4",
     out: Annotated[Path, typer.Option(help="Output folder: results.jsonl and leaderboard.md.")] = Path("results/suite"),
@@ -228,8 +230,9 @@ def suite(
     from experiments.leaderboard import leaderboard
     from experiments.report_files import check_output_folder
     from experiments.suite import DEFAULT_AGENTS, SuiteSpec, benchmark_regimes, run_suite
+    from kd_env.regimes import expand_regimes
 
-    spec = SuiteSpec(split_names(regimes) if regimes is not None else benchmark_regimes(),
+    spec = SuiteSpec(expand_regimes(split_names(regimes)) if regimes is not None else benchmark_regimes(),
                      split_names(agents_) if agents_ is not None else DEFAULT_AGENTS, parse_seeds(seeds))
     out = check_output_folder(out)
     results = out / "results.jsonl"
@@ -244,6 +247,25 @@ def suite(
     (out / "leaderboard.md").write_text(board)
     typer.echo(board)
     typer.echo(f"leaderboard in {out / 'leaderboard.md'}")
+
+
+@app.command("map")
+@user_errors
+def headroom_map(
+    results: Annotated[Path, typer.Option(help="A suite's results file holding map regimes (kd-env suite --regimes map).")],
+    out: Annotated[Path | None, typer.Option(help="Output folder: map.md and map.png (default: the results file's folder).")] = None,
+) -> None:
+    """The headroom map of a suite's results: per map regime (pool x label budget x student), the headroom, KD's gain and the best selector's gain, as a table and a heatmap."""
+    from experiments.headroom_map import write_map
+    from experiments.report_files import check_output_folder
+    from experiments.results import read_records
+
+    if not (results.is_file() and results.stat().st_size):
+        raise FileNotFoundError(f"no results in {results}; run kd-env suite --regimes map first")
+    out = check_output_folder(out or results.parent)
+    out.mkdir(parents=True, exist_ok=True)
+    typer.echo(write_map(read_records(results), out))
+    typer.echo(f"map.md and map.png in {out}/")
 
 
 @app.command()

@@ -6,6 +6,9 @@ for a fixed number of student epochs. Scores are comparable only between runs of
 its name carries a version, as Gymnasium's ids do: ``biased-specialists-bow-v1``. Change anything that
 moves a score (a pool's teachers, an option, the profile's values) and register it as ``-v2``.
 
+The headroom map (``map_regimes()``, ``kd-env suite --regimes map``) is 48 of them: six pools x four label
+budgets x two students. Of those, only ``zoo-labels{L}-bow-v1`` with L < 2,000 run in a suite by default.
+
 A new regime is one call: ``register("name-vN", description=..., task=..., teachers=..., ...)``.
 ``kd-env suite`` (``experiments.suite``) runs agents over them and normalises their scores.
 
@@ -16,7 +19,7 @@ A new regime is one call: ``register("name-vN", description=..., task=..., teach
 | mixed-quality-bow-v1        | twitter-sentiment | mixed-quality      | bow     | 2,000 + 0                |
 | zoo-bow-v1                  | twitter-sentiment | zoo                | bow     | 2,000 + 0                |
 | zoo-mixed-bow-v1            | twitter-sentiment | zoo-mixed          | bow     | 2,000 + 0                |
-| zoo-labels{L}-bow-v1        | twitter-sentiment | zoo                | bow     | L + (2,000 - L), L = 100, 300, 1,000 |
+| {pool}-labels{L}-{student}-v1 (the headroom map, ``map_regimes()``) | twitter-sentiment | {pool}: each of ``MAP_POOLS`` | bow, head | L + (2,000 - L), L = 100, 300, 1,000, 2,000 |
 | synthetic-tiny-v1 (tests)   | synthetic, 40% label noise, 128 rows | its experts | head | 128 + 0   |
 """
 
@@ -51,7 +54,7 @@ class Regime:
     epochs: int = 10
     """Student epochs of every run: part of the regime, since scores depend on it."""
     benchmark: bool = True
-    """Whether ``kd-env suite`` runs it by default (False: a regime for tests)."""
+    """Whether ``kd-env suite`` runs it by default (False: a regime for tests, or one run on request)."""
 
     @property
     def version(self) -> int:
@@ -91,6 +94,14 @@ def regime_names() -> list[str]:
     return list(_REGISTRY)
 
 
+def expand_regimes(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """Regime names in which ``map`` stands for the headroom map's regimes (``map_regimes()``)."""
+    expanded: dict[str, None] = {}
+    for name in names:
+        expanded.update(dict.fromkeys(map_regimes() if name == "map" else (name,)))
+    return tuple(expanded)
+
+
 def get_regime(name: str) -> Regime:
     if not isinstance(name, str) or name not in _REGISTRY:
         raise UserError(f"unknown regime {name!r}; available: {regime_names()}")
@@ -112,12 +123,30 @@ register("zoo-bow-v1", task=TWEETS, teachers="zoo", student="bow",
                      "k-means domains; nothing shifted by construction.")
 register("zoo-mixed-bow-v1", task=TWEETS, teachers="zoo-mixed", student="bow",
          description="Six domain teachers, strong (MPNet) and weak (MiniLM-L3 on a fifth of the data).")
-# Few labels and an unlabelled transfer set: the same 2,000 tweets the teachers never saw (so the
-# variants share rows and cache entries), L of them labelled; the student learns the rest from the teachers.
-for _labels in (100, 300, 1000):
-    register(f"zoo-labels{_labels}-bow-v1", task=TWEETS, teachers="zoo", student="bow",
-             task_options={"labels": _labels, "transfer": 2000 - _labels},
-             description=f"The zoo with {_labels} labelled tweets and {2000 - _labels} unlabelled ones.")
+# The headroom map: every pool x label budget x student, on the same 2,000 tweets the teachers never saw
+# (so the cells share rows and cache entries), L of them labelled; the student learns the rest from the
+# teachers (L = 2,000: every row labelled). Only the zoo's bow cells of L < 2,000 run by default.
+MAP_POOLS = ("zoo", "zoo-mixed", "specialists", "mixed-quality", "biased-specialists", "diverse-encoders")
+MAP_LABELS = (100, 300, 1000, 2000)
+MAP_ROWS = 2000
+MAP_STUDENTS = ("bow", "head")
+_MAP: list[str] = []
+for _student in MAP_STUDENTS:
+    for _pool in MAP_POOLS:
+        for _labels in MAP_LABELS:
+            _MAP.append(register(
+                f"{_pool}-labels{_labels}-{_student}-v1", task=TWEETS, teachers=_pool, student=_student,
+                task_options={"labels": _labels, "transfer": MAP_ROWS - _labels},
+                benchmark=(_pool, _student) == ("zoo", "bow") and _labels < MAP_ROWS,
+                description=f"The {_pool} pool with {_labels} labelled tweets and {MAP_ROWS - _labels} unlabelled ones; "
+                            f"{_student} student.").name)
+
+
+def map_regimes() -> tuple[str, ...]:
+    """The headroom map's regimes (``MAP_POOLS`` x ``MAP_LABELS`` x ``MAP_STUDENTS``), bow first."""
+    return tuple(_MAP)
+
+
 register("synthetic-tiny-v1", task="synthetic", student="head", epochs=2, benchmark=False,
          task_options={"num_train": 128, "num_dev": 64, "num_test": 128, "label_noise": 0.4}, settings={"batch_size": 16},
          description="Seconds per run: the synthetic task's experts on 128 noisy-label rows, for tests.")

@@ -80,6 +80,10 @@ def test_named_pools_resolve_to_specs_and_unknown_names_fail():
     assert resolve_teacher_specs(None) == resolve_teacher_specs("default")
     assert {s.tuning for s in resolve_teacher_specs("fine-tuned")} == {"full"}
     assert pool_teachers("fine-tuned") == ["minilm-l6", "minilm-l3", "mpnet-l3"]
+    diverse = resolve_teacher_specs("diverse-encoders")  # generalists, one per encoder; the MiniLM ones are the named heads
+    assert [s.encoder for s in diverse] == ["minilm-l6", "minilm-l3", "mpnet-base"]
+    assert {(s.tuning, s.slice, s.train_fraction) for s in diverse} == {("head", None, 1.0)}
+    assert diverse[:2] == resolve_teacher_specs(["minilm-l6-head", "minilm-l3-head"])
     mixed = resolve_teacher_specs(["minilm-l6", "biased-specialists"])  # a pool name inside a list
     assert [s.name for s in mixed] == ["minilm-l6", *(s.name for s in biased)]
     with pytest.raises(ValueError, match="unknown teacher pool 'experts'"):

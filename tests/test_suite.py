@@ -44,6 +44,30 @@ def test_builtin_regimes_are_versioned_and_carry_the_recommended_profile():
     assert regimes.get_regime(TINY).known_answer and not demo.known_answer
 
 
+def test_the_map_is_every_pool_budget_and_student_and_only_the_zoo_bow_cells_run_by_default():
+    names = regimes.map_regimes()
+    assert len(names) == len(set(names)) == 6 * 4 * 2 and names[0] == "zoo-labels100-bow-v1"
+    for name in names:
+        regime = regimes.get_regime(name)
+        pool, labels, student = re.fullmatch(r"(.+)-labels(\d+)-(bow|head)-v1", name).groups()
+        assert (regime.teachers, regime.student, regime.task) == (pool, student, "twitter-sentiment")
+        assert regime.task_options == {"labels": int(labels), "transfer": 2000 - int(labels)}
+        assert regime.benchmark == (name in ("zoo-labels100-bow-v1", "zoo-labels300-bow-v1", "zoo-labels1000-bow-v1"))
+    assert {regimes.get_regime(n).teachers for n in names} == set(regimes.MAP_POOLS)
+    assert "diverse-encoders-labels2000-head-v1" in names and "diverse-encoders-labels2000-head-v1" not in benchmark_regimes()
+    assert regimes.expand_regimes(["zoo-bow-v1", "map", "zoo-labels100-bow-v1"]) == ("zoo-bow-v1", *names)
+
+
+def test_suite_regimes_map_runs_the_whole_map(tmp_path, monkeypatch):
+    import experiments.suite
+
+    ran = []
+    monkeypatch.setattr(experiments.suite, "run_suite", lambda spec, *a, **k: ran.append(spec.regimes) or 0)
+    result = runner.invoke(app, ["suite", "--regimes", "map", "--agents", "ca_mkd", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert ran == [regimes.map_regimes()]
+
+
 def test_env_kwargs_are_a_fresh_copy():
     regime = regimes.get_regime(TINY)
     regime.env_kwargs()["task_options"]["num_train"] = 1

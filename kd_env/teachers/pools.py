@@ -11,11 +11,12 @@ pools differ in where the teachers' errors lie:
 | `mixed-quality`      | a clean teacher, one trained on 40% flipped labels, one on 5% of the data        |
 | `zoo`                | 6 domain teachers on 4 k-means domains, over MiniLM-L6, MiniLM-L3 and MPNet vectors |
 | `zoo-mixed`          | 6 domain teachers on 4 domains: strong (MPNet) and weak (MiniLM-L3, a fifth of the data) |
+| `diverse-encoders`   | 3 generalists on all the data, one per encoder: MiniLM-L6, MiniLM-L3 and MPNet heads |
 | `default`            | the default teachers: MiniLM-L6 and MiniLM-L3 heads, and a L6 head on 10% of the data |
 | `fine-tuned`         | MiniLM-L6, MiniLM-L3 and MPNet (3 layers), each fine-tuned for 1 epoch (minutes each) |
 
 All but `fine-tuned` are head-tuned (``tuning="head"``: an MLP over a frozen encoder's cached vectors,
-MiniLM-L6's but in the zoos), so preparing one takes seconds (``default``: under a minute from an empty cache,
+MiniLM-L6's but in the zoos and `diverse-encoders`), so preparing one takes seconds (``default``: under a minute from an empty cache,
 docs/benchmarks.md). In the specialist pools each instance has one
 teacher that learned its cluster honestly, so "select the teacher that is right" has a known answer
 on real text.
@@ -35,6 +36,7 @@ from kd_env.errors import UserError
 NUM_SLICES = 3
 HEAD = {"encoder": "minilm-l6", "tuning": "head", "learning_rate": 1e-3, "epochs": 30, "evals_per_epoch": 1}
 ZOO_DOMAINS = 4
+ENCODERS = ("minilm-l6", "minilm-l3", "mpnet-base")
 WEAK = {"encoder": "minilm-l3", "train_fraction": 0.2}
 """A weak zoo teacher: the smallest encoder, and a fifth of its domain's data."""
 
@@ -79,6 +81,9 @@ TEACHER_POOLS: dict[str, list] = {
         _domain_teacher("strong-mpnet", 2, encoder="mpnet-base"),
         _domain_teacher("weak-minilm-l3", 3, **WEAK),
     ],
+    # Competent everywhere, differing only in the encoder (the first two are the named minilm-l6-head and
+    # minilm-l3-head: the same fields, so the same cache entries).
+    "diverse-encoders": [{"name": f"{encoder}-head", **HEAD, "encoder": encoder} for encoder in ENCODERS],
 }
 
 

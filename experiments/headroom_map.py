@@ -1,0 +1,156 @@
+"""The headroom map: suite results on the map's regimes (``kd_env.regimes.map_regimes``: pool x label
+budget L x student) turned into one table row and one heatmap cell per regime.
+
+Per cell, every choice by mean dev accuracy, never test, and every difference in test accuracy, paired
+by seed, in points (100 x accuracy) with its 95% t interval:
+
+- **headroom**: the privileged reference (``correct_teachers``, or ``oracle``) minus the best of
+  ``no_kd``, ``avg_kd`` and the best single teacher: the suite's normalisation
+  (``experiments.normalised.regime_scales``). What per-instance selection could win;
+- **KD gain**: ``avg_kd`` minus ``no_kd``: what averaging the teachers gives over the hard labels;
+- **the best selector**: among the entries that are neither baselines (``no_kd``, ``avg_kd``,
+  ``best_teacher``, ``single:*``) nor privileged references, the best by dev accuracy (a rule such as
+  ``ca_mkd`` counts), and its gain over the best of the three baselines: what selection does win.
+
+``kd-env map --results PATH`` writes the table (``map.md``) and the heatmap (``map.png``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+import numpy as np  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
+
+from experiments.normalised import RegimeScale, regime_scales  # noqa: E402
+from experiments.report import (  # noqa: E402
+    BEST_SINGLE_AGENT, NO_KD_AGENT, PRIVILEGED_AGENTS, REFERENCE_AGENT, Summary, best_by_dev, markdown, paired, successful_runs,
+)
+from experiments.results import RunRecord  # noqa: E402
+from kd_env.regimes import MAP_LABELS, MAP_POOLS, MAP_STUDENTS, get_regime, map_regimes  # noqa: E402
+
+BASELINES = (NO_KD_AGENT, REFERENCE_AGENT, BEST_SINGLE_AGENT)
+
+
+def is_selector(entry: str) -> bool:
+    """Whether an entry competes as a selector: neither a baseline nor a privileged reference."""
+    return entry not in BASELINES and not entry.startswith("single:") and entry.split(":")[0] not in PRIVILEGED_AGENTS
+
+
+@dataclass(frozen=True)
+class MapCell:
+    """One regime of the map: its baselines and reference, its headroom, KD's gain and the best selector's."""
+
+    regime: str
+    pool: str
+    labels: int
+    student: str
+    accuracy: dict[str, Summary]
+    """Test accuracy of ``no_kd``, ``avg_kd``, ``best_teacher`` and the reference (key ``reference``)."""
+    scale: RegimeScale
+    """The best baseline, the reference and the headroom (reference − best baseline, paired)."""
+    kd_gain: Summary
+    """avg_kd − no_kd, paired."""
+    selector: str | None
+    selector_gain: Summary
+    """The selector − the best baseline, paired."""
+
+
+def map_cells(records: list[RunRecord]) -> list[MapCell]:
+    """A cell per map regime of ``records``, in pool, student, L order (``MAP_POOLS`` ...)."""
+    runs = successful_runs(records)
+    present = {task for task, _ in runs}
+    scales = {scale.regime: scale for scale in regime_scales([r for r in records if r.task in map_regimes()])}
+    cells = []
+    for name in (name for name in map_regimes() if name in present):
+        regime = get_regime(name)
+        of = lambda label, name=name: runs.get((name, label), {})  # noqa: E731
+        scale = scales[name]
+        selector = best_by_dev(runs, name, sorted(entry for task, entry in runs if task == name and is_selector(entry)))
+        cells.append(MapCell(
+            regime=name, pool=regime.teachers, labels=regime.task_options["labels"], student=regime.student,
+            accuracy={**{label: Summary.of([r.test_accuracy for r in of(label).values()]) for label in BASELINES},
+                      "reference": scale.reference_accuracy},
+            scale=scale, kd_gain=paired(of(REFERENCE_AGENT), of(NO_KD_AGENT)),
+            selector=selector, selector_gain=paired(of(selector), of(scale.baseline)) if selector and scale.baseline else Summary.of([]),
+        ))
+    return sorted(cells, key=lambda c: (MAP_POOLS.index(c.pool), MAP_STUDENTS.index(c.student), MAP_LABELS.index(c.labels)))
+
+
+def points(summary: Summary, interval: bool = True) -> str:
+    """A paired difference in points: ``+4.2 ± 1.5`` (no interval under two seeds, ``-`` without any)."""
+    if summary.n == 0:
+        return "-"
+    mean = f"{100 * summary.mean:+.1f}"
+    return mean if math.isnan(summary.ci95) or not interval else f"{mean} ± {100 * summary.ci95:.1f}"
+
+
+def map_table(cells: list[MapCell]) -> str:
+    """Markdown: a row per cell, losers included; the best baseline (by dev) marked with *."""
+    header = ["pool", "student", "L", "no_kd", "avg_kd", "best_teacher", "reference", "headroom (pt)", "KD gain (pt)",
+              "best selector (by dev)", "its gain over the best baseline (pt)"]
+
+    def accuracy(cell: MapCell, label: str) -> str:
+        summary = cell.accuracy[label]
+        return "-" if summary.n == 0 else f"{summary.mean:.3f}" + ("*" if label == cell.scale.baseline else "")
+
+    rows = [[c.pool, c.student, f"{c.labels:,}", *(accuracy(c, label) for label in (*BASELINES, "reference")),
+             points(c.scale.headroom), points(c.kd_gain), c.selector or "-", points(c.selector_gain)] for c in cells]
+    return markdown(header, rows) + LEGEND
+
+
+LEGEND = ("\nTest accuracy, mean over seeds; differences paired by seed, in points, ± the 95% t interval. * = the best "
+          "baseline, by dev accuracy, of no_kd, avg_kd and best_teacher. reference = the privileged correct_teachers (or "
+          "oracle). headroom = reference − the best baseline; KD gain = avg_kd − no_kd; best selector = the entry, other "
+          "than the baselines and the references, with the best dev accuracy.\n")
+
+
+def plot_map(cells: list[MapCell], path: str | Path) -> Path:
+    """Two panels (bow, head): pools x L, coloured by the headroom (points, diverging at 0), each cell
+    annotated with the headroom and the best selector's gain over the best baseline."""
+    by_key = {(c.student, c.pool, c.labels): c for c in cells}
+    headrooms = [100 * c.scale.headroom.mean for c in cells if c.scale.headroom.n]
+    limit = max([abs(h) for h in headrooms] + [1.0])
+    norm, cmap = Normalize(-limit, limit), plt.get_cmap("RdBu").with_extremes(bad="0.85")
+    fig, axes = plt.subplots(1, len(MAP_STUDENTS), figsize=(5.2 * len(MAP_STUDENTS) + 2.4, 0.75 * len(MAP_POOLS) + 1.6),
+                             sharey=True, squeeze=False)
+    for ax, student in zip(axes[0], MAP_STUDENTS):
+        grid = np.full((len(MAP_POOLS), len(MAP_LABELS)), np.nan)
+        for i, pool in enumerate(MAP_POOLS):
+            for j, labels in enumerate(MAP_LABELS):
+                cell = by_key.get((student, pool, labels))
+                if cell is None:
+                    ax.text(j, i, "not run", ha="center", va="center", fontsize=7, color="0.4")
+                    continue
+                if cell.scale.headroom.n:
+                    grid[i, j] = 100 * cell.scale.headroom.mean
+                text = f"{points(cell.scale.headroom, interval=False)}\nsel {points(cell.selector_gain, interval=False)}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=7.5,
+                        color="white" if not math.isnan(grid[i, j]) and abs(grid[i, j]) > 0.6 * limit else "black")
+        image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto")
+        ax.set_xticks(range(len(MAP_LABELS)), [f"{labels:,}" for labels in MAP_LABELS])
+        ax.set_yticks(range(len(MAP_POOLS)), MAP_POOLS)  # shared: labelled on the first panel only
+        ax.set_xlabel("labelled tweets L (of 2,000)")
+        ax.set_title(f"{student} student")
+    fig.colorbar(image, ax=axes[0].tolist(), label="headroom (points): reference − best baseline")
+    fig.suptitle("Headroom map: top = headroom, sel = best selector (by dev) − best baseline, points", fontsize=9)
+    path = Path(path)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def write_map(records: list[RunRecord], out: str | Path) -> str:
+    """Write ``map.md`` and ``map.png`` into ``out``; returns the table."""
+    cells = map_cells(records)
+    table = map_table(cells)
+    out = Path(out)
+    (out / "map.md").write_text(f"# Headroom map\n\n{table}")
+    plot_map(cells, out / "map.png")
+    return table
