@@ -87,7 +87,7 @@ def points(summary: Summary, interval: bool = True) -> str:
     """A paired difference in points: ``+4.2 ± 1.5`` (no interval under two seeds, ``-`` without any)."""
     if summary.n == 0:
         return "-"
-    mean = f"{100 * summary.mean:+.1f}"
+    mean = f"{round(100 * summary.mean, 1) + 0.0:+.1f}"  # + 0.0: a mean that rounds to 0 reads +0.0, never -0.0
     return mean if math.isnan(summary.ci95) or not interval else f"{mean} ± {100 * summary.ci95:.1f}"
 
 

@@ -3,7 +3,8 @@
 import pytest
 from typer.testing import CliRunner
 
-from experiments.headroom_map import is_selector, map_cells, map_table
+from experiments.headroom_map import is_selector, map_cells, map_table, points
+from experiments.report import Summary
 from experiments.results import RunRecord, append_record
 from kd_cli.app import app
 
@@ -51,6 +52,7 @@ def test_the_table_has_every_cell_in_points():
     rows = [line for line in table.splitlines() if line.startswith("| zoo |") or line.startswith("| mixed-quality |")]
     assert rows[0].startswith("| zoo | bow | 100 | 0.610 | 0.650* | 0.900 | 0.750 | +10.0 ± 5.0 | +4.0 ± ")
     assert "| ca_mkd | +4.3 ± " in rows[0]
+    assert points(Summary.of([-0.0004, -0.0002])) == "+0.0 ± 0.1" and points(Summary.of([0.0123]), interval=False) == "+1.2"
     assert rows[1].startswith("| mixed-quality | head | 2,000 | ") and "| 0.500 | -15.0 ± 12.4 |" in rows[1] and rows[1].endswith("| - | - |")
 
 
