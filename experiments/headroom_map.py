@@ -8,9 +8,9 @@ by seed, in points (100 x accuracy) with its 95% t interval:
   ``no_kd``, ``avg_kd`` and the best single teacher: the suite's normalisation
   (``experiments.normalised.regime_scales``). What per-instance selection could win;
 - **KD gain**: ``avg_kd`` minus ``no_kd``: what averaging the teachers gives over the hard labels;
-- **the best selector**: among the entries that are neither baselines (``no_kd``, ``avg_kd``,
-  ``best_teacher``, ``single:*``) nor privileged references, the best by dev accuracy (a rule such as
-  ``ca_mkd`` counts), and its gain over the best of the three baselines: what selection does win.
+- **the best learned selector**: among the entries whose agent learns (``experiments.report.learned``:
+  not the rules, such as the baselines, ``ca_mkd`` or the privileged references), the best by dev
+  accuracy, and its gain over the best of the three baselines: what learned selection does win.
 
 ``kd-env map --results PATH`` writes the table (``map.md``) and the heatmap (``map.png``).
 """
@@ -30,17 +30,14 @@ from matplotlib.colors import Normalize  # noqa: E402
 
 from experiments.normalised import RegimeScale, regime_scales  # noqa: E402
 from experiments.report import (  # noqa: E402
-    BEST_SINGLE_AGENT, NO_KD_AGENT, PRIVILEGED_AGENTS, REFERENCE_AGENT, Summary, best_by_dev, markdown, paired, successful_runs,
+    BEST_SINGLE_AGENT, CLAIM_MARGIN, NO_KD_AGENT, REFERENCE_AGENT, Summary, best_by_dev, learned, markdown, paired, successful_runs,
 )
 from experiments.results import RunRecord  # noqa: E402
 from kd_env.regimes import MAP_LABELS, MAP_POOLS, MAP_STUDENTS, get_regime, map_regimes  # noqa: E402
 
 BASELINES = (NO_KD_AGENT, REFERENCE_AGENT, BEST_SINGLE_AGENT)
-
-
-def is_selector(entry: str) -> bool:
-    """Whether an entry competes as a selector: neither a baseline nor a privileged reference."""
-    return entry not in BASELINES and not entry.startswith("single:") and entry.split(":")[0] not in PRIVILEGED_AGENTS
+KD_MARGIN = 0.05
+"""How far a claim's distilled student must be ahead of hard labels alone for KD to matter in the cell."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +57,17 @@ class MapCell:
     selector: str | None
     selector_gain: Summary
     """The selector − the best baseline, paired."""
+    selector_vs: dict[str, Summary]
+    """The selector − each of ``no_kd``, ``avg_kd`` and ``best_teacher``, paired."""
+
+    @property
+    def bar_met(self) -> bool:
+        """The bar of a claim on a cell: the selector ahead of each baseline by ``CLAIM_MARGIN`` with the
+        paired interval above 0, and KD (the selector's student) ahead of hard labels by ``KD_MARGIN``."""
+        if self.selector is None or any(self.selector_vs[label].n == 0 for label in BASELINES):
+            return False
+        ahead = all(self.selector_vs[label].mean >= CLAIM_MARGIN and self.selector_vs[label].lower > 0 for label in BASELINES)
+        return ahead and self.selector_vs[NO_KD_AGENT].mean >= KD_MARGIN
 
 
 def map_cells(records: list[RunRecord]) -> list[MapCell]:
@@ -72,13 +80,14 @@ def map_cells(records: list[RunRecord]) -> list[MapCell]:
         regime = get_regime(name)
         of = lambda label, name=name: runs.get((name, label), {})  # noqa: E731
         scale = scales[name]
-        selector = best_by_dev(runs, name, sorted(entry for task, entry in runs if task == name and is_selector(entry)))
+        selector = best_by_dev(runs, name, sorted(entry for (task, entry), of_entry in runs.items() if task == name and learned(of_entry)))
         cells.append(MapCell(
             regime=name, pool=regime.teachers, labels=regime.task_options["labels"], student=regime.student,
             accuracy={**{label: Summary.of([r.test_accuracy for r in of(label).values()]) for label in BASELINES},
                       "reference": scale.reference_accuracy},
             scale=scale, kd_gain=paired(of(REFERENCE_AGENT), of(NO_KD_AGENT)),
             selector=selector, selector_gain=paired(of(selector), of(scale.baseline)) if selector and scale.baseline else Summary.of([]),
+            selector_vs={label: paired(of(selector), of(label)) if selector else Summary.of([]) for label in BASELINES},
         ))
     return sorted(cells, key=lambda c: (MAP_POOLS.index(c.pool), MAP_STUDENTS.index(c.student), MAP_LABELS.index(c.labels)))
 
@@ -94,7 +103,7 @@ def points(summary: Summary, interval: bool = True) -> str:
 def map_table(cells: list[MapCell]) -> str:
     """Markdown: a row per cell, losers included; the best baseline (by dev) marked with *."""
     header = ["pool", "student", "L", "no_kd", "avg_kd", "best_teacher", "reference", "headroom (pt)", "KD gain (pt)",
-              "best selector (by dev)", "its gain over the best baseline (pt)"]
+              "best learned selector (by dev)", "its gain over the best baseline (pt)"]
 
     def accuracy(cell: MapCell, label: str) -> str:
         summary = cell.accuracy[label]
@@ -107,13 +116,13 @@ def map_table(cells: list[MapCell]) -> str:
 
 LEGEND = ("\nTest accuracy, mean over seeds; differences paired by seed, in points, ± the 95% t interval. * = the best "
           "baseline, by dev accuracy, of no_kd, avg_kd and best_teacher. reference = the privileged correct_teachers (or "
-          "oracle). headroom = reference − the best baseline; KD gain = avg_kd − no_kd; best selector = the entry, other "
-          "than the baselines and the references, with the best dev accuracy.\n")
+          "oracle). headroom = reference − the best baseline; KD gain = avg_kd − no_kd; best learned selector = the entry "
+          "of a learning agent (not a rule) with the best dev accuracy.\n")
 
 
 def plot_map(cells: list[MapCell], path: str | Path) -> Path:
     """Two panels (bow, head): pools x L, coloured by the headroom (points, diverging at 0), each cell
-    annotated with the headroom and the best selector's gain over the best baseline."""
+    annotated with the headroom and the best learned selector's gain over the best baseline."""
     by_key = {(c.student, c.pool, c.labels): c for c in cells}
     headrooms = [100 * c.scale.headroom.mean for c in cells if c.scale.headroom.n]
     limit = max([abs(h) for h in headrooms] + [1.0])
@@ -139,18 +148,28 @@ def plot_map(cells: list[MapCell], path: str | Path) -> Path:
         ax.set_xlabel("labelled tweets L (of 2,000)")
         ax.set_title(f"{student} student")
     fig.colorbar(image, ax=axes[0].tolist(), label="headroom (points): reference − best baseline")
-    fig.suptitle("Headroom map: top = headroom, sel = best selector (by dev) − best baseline, points", fontsize=9)
+    fig.suptitle("Headroom map: top = headroom, sel = best learned selector (by dev) − best baseline, points", fontsize=9)
     path = Path(path)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 
 
+def bar_table(cells: list[MapCell]) -> str:
+    """Markdown: per cell with a learned selector, its paired gain over each baseline and the bar's verdict."""
+    header = ["pool", "student", "L", "learned selector (by dev)", "Δ vs no_kd (pt)", "Δ vs avg_kd (pt)", "Δ vs best_teacher (pt)", "bar"]
+    rows = [[c.pool, c.student, f"{c.labels:,}", c.selector, *(points(c.selector_vs[label]) for label in BASELINES),
+             "met" if c.bar_met else "not met"] for c in cells if c.selector]
+    return markdown(header, rows) + (
+        f"\nbar: the learned selector (by dev) ahead of no_kd, avg_kd and best_teacher by at least {100 * CLAIM_MARGIN:.0f} point "
+        f"each, every paired 95% interval above 0, and ahead of no_kd by at least {100 * KD_MARGIN:.0f} points (KD matters).\n")
+
+
 def write_map(records: list[RunRecord], out: str | Path) -> str:
-    """Write ``map.md`` and ``map.png`` into ``out``; returns the table."""
+    """Write ``map.md`` (the map and the bar per cell) and ``map.png`` into ``out``; returns the map's table."""
     cells = map_cells(records)
     table = map_table(cells)
     out = Path(out)
-    (out / "map.md").write_text(f"# Headroom map\n\n{table}")
+    (out / "map.md").write_text(f"# Headroom map\n\n{table}\n## The bar per cell\n\n{bar_table(cells)}")
     plot_map(cells, out / "map.png")
     return table

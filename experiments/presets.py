@@ -126,6 +126,10 @@ LEVER_ENTRIES = (
     _reinforce("reinforce:probe_alignment", env_kwargs={"reward": "probe_alignment"}),
     _reinforce("reinforce:probe_alignment+mlp32", env_kwargs={"reward": "probe_alignment"}, hidden_sizes=(32,)),
     GridEntry(label="mtkd_rl:probe_alignment", agent="mtkd_rl", env_id=WEIGHT_ENV, env_kwargs={"reward": "probe_alignment"}),
+    # The same with the probe drawn from the training split's labelled rows: no label beyond the budget.
+    _reinforce("reinforce:probe_alignment+labelled_probe", env_kwargs={"reward": "probe_alignment", "probe_source": "labelled"}),
+    _reinforce("reinforce:probe_alignment+mlp32+labelled_probe", env_kwargs={"reward": "probe_alignment", "probe_source": "labelled"},
+               hidden_sizes=(32,)),
     _reinforce("reinforce:lr0.01", learning_rate=0.01),
     _reinforce("reinforce:no_stages", stages=0),
     _reinforce("reinforce:stages3", stages=3),

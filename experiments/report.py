@@ -224,7 +224,8 @@ class Claim:
         return f"met (>= +{CLAIM_MARGIN:.2f}, both intervals above 0)" if beats else "not met"
 
 
-def _learned(runs: dict[int, RunRecord]) -> bool:
+def learned(runs: dict[int, RunRecord]) -> bool:
+    """Whether these runs' agent learns (``Agent.learns``): not a rule, a baseline or a privileged reference."""
     from agents import agent_class
 
     names = {r.config.get("train", {}).get("agent") for r in runs.values()}
@@ -236,7 +237,7 @@ def claim_summary(records: list[RunRecord]) -> list[Claim]:
     runs = successful_runs(records)
     result = []
     for task, labels, single, of in _tasks(runs):
-        selector = best_by_dev(runs, task, [a for a in labels if _learned(runs[(task, a)])])
+        selector = best_by_dev(runs, task, [a for a in labels if learned(runs[(task, a)])])
         result.append(Claim(
             task=task, selector=selector, best_single=single,
             selector_accuracy=Summary.of([r.test_accuracy for r in of(selector).values()]),

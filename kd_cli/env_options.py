@@ -34,14 +34,15 @@ with no arguments uses the env's defaults, the ``paper`` profile."""
 
 def field_choices() -> dict[str, list[str]]:
     """The registered names a field takes, read from the registries."""
-    from kd_env.arguments import INFO_LEVELS
+    from kd_env.arguments import INFO_LEVELS, PROBE_SOURCES
     from kd_env.distill import EMPTY_SELECTION_FALLBACKS, aggregation_names
     from kd_env.features import feature_groups
     from kd_env.rewards import reward_names
     from kd_env.students import STUDENT_BUILDERS
 
     return {"student": sorted(STUDENT_BUILDERS), "reward": reward_names(), "aggregation": aggregation_names(),
-            "empty_selection": list(EMPTY_SELECTION_FALLBACKS), "features": list(feature_groups()), "info_level": list(INFO_LEVELS)}
+            "empty_selection": list(EMPTY_SELECTION_FALLBACKS), "features": list(feature_groups()), "info_level": list(INFO_LEVELS),
+            "probe_source": list(PROBE_SOURCES)}
 
 
 def flag_name(field_name: str) -> str:

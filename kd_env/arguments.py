@@ -14,6 +14,7 @@ from kd_env.errors import UserError
 
 ACTION_MODES = ("select", "weights")
 INFO_LEVELS = ("basic", "full")
+PROBE_SOURCES = ("dev", "labelled")
 EMPTY_SELECTION_FALLBACKS = ("hard_label", "all_teachers")
 
 
@@ -75,6 +76,7 @@ def validate_env_arguments(
     learning_rate,
     weight_decay,
     probe_size,
+    probe_source,
     probe_needed: bool,
     terminal_bonus,
     semantic_dim,
@@ -91,6 +93,7 @@ def validate_env_arguments(
     require_finite("weight_decay", weight_decay, 0.0)
     # A dev_gain reward averages the CE over the probe set: an empty one makes every reward NaN.
     require_int("probe_size", probe_size, 1 if probe_needed else 0)
+    require_choice("probe_source", probe_source, PROBE_SOURCES)
     require_finite("terminal_bonus", terminal_bonus)
     require_int("semantic_dim", semantic_dim, 1)
     require_choice("info_level", info_level, INFO_LEVELS)

@@ -67,7 +67,10 @@ class EnvConfig:
     weight_decay: float = 0.0
     """The student's AdamW weight decay."""
     probe_size: int = 256
-    """Dev instances of the probe set that probe rewards (``dev_gain``) read."""
+    """Instances of the probe set that probe rewards (``dev_gain``, ``probe_alignment``) read."""
+    probe_source: str = "dev"
+    """Where the probe set comes from: ``dev`` (held-out labelled instances, beyond the training
+    budget) or ``labelled`` (the training split's labelled instances: no label beyond the budget)."""
     info_level: str = "full"
     """``full``: ``info`` holds the step's diagnostics (losses, batch accuracy, selection rates) as
     well as what agents use; ``basic``: only the latter (instance rewards, the oracle, the episode's

@@ -98,7 +98,8 @@ class DistillationCore:
         validate_env_arguments(
             action_mode=config.action_mode, empty_selection=config.empty_selection, batch_size=config.batch_size,
             episode_steps=config.episode_steps, learning_rate=config.learning_rate, weight_decay=config.weight_decay,
-            probe_size=config.probe_size, probe_needed=self.reward.needs_probe, terminal_bonus=config.terminal_bonus,
+            probe_size=config.probe_size, probe_source=config.probe_source, probe_needed=self.reward.uses_probe_set,
+            terminal_bonus=config.terminal_bonus,
             semantic_dim=config.semantic_dim, info_level=config.info_level,
         )
         groups = validate_groups(list(feature_groups()) if config.features is None else config.features)
@@ -130,10 +131,11 @@ class DistillationCore:
         semantic = torch.from_numpy(projection(train.semantic.numpy())).to(self.device)
         self._features = FeatureTable(self.layout, self._teacher_logits, self._labels, self._labelled, semantic)
         self._oracle = None if train.expert_mask is None else train.expert_mask.to(self.device, torch.bool)
-        dev = self.data.splits["dev"]
-        probe = torch.as_tensor(np.random.default_rng(0).permutation(len(dev))[: min(config.probe_size, len(dev))])
-        self._probe_inputs = {name: t[probe].to(self.device) for name, t in dev.student_inputs.items()}
-        self._probe_labels = dev.labels[probe].to(self.device)
+        source = self.data.splits["dev"] if config.probe_source == "dev" else train
+        candidates = np.flatnonzero(source.label_mask().numpy())
+        probe = torch.as_tensor(np.random.default_rng(0).permutation(candidates)[: config.probe_size])
+        self._probe_inputs = {name: t[probe].to(self.device) for name, t in source.student_inputs.items()}
+        self._probe_labels = source.labels[probe].to(self.device)
 
         self.students = None
         self.optimizer: torch.optim.Optimizer | None = None

@@ -91,6 +91,11 @@ class Reward:
     instances too)."""
 
     @property
+    def uses_probe_set(self) -> bool:
+        """Whether it reads the probe set at all."""
+        return not self.needs.isdisjoint({"probe_ce", "teacher_alignment"})
+
+    @property
     def needs_probe(self) -> bool:
         """Whether the env must measure the probe set's CE before and after each step."""
         return "probe_ce" in self.needs

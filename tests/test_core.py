@@ -160,3 +160,24 @@ def test_probe_alignment_leaves_training_as_it_was_and_rewards_the_experts():
         for a, b in zip(cores[0].student(i).parameters(), cores[1].student(i).parameters()):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert np.mean(expert_rewards) > np.mean(other_rewards) + 0.2
+
+
+def test_a_probe_of_labelled_training_rows_reads_no_dev_label(monkeypatch):
+    """``probe_source="labelled"``: wrong dev labels leave every probe_alignment reward as it was; with
+    the dev probe they change them."""
+    from kd_env.tasks.synthetic import build_synthetic_data
+
+    data = build_synthetic_data(options={"num_train": 256, "num_dev": 64, "num_test": 64, "labels": 48, "transfer": 160})
+    dev = data.splits["dev"]
+    planted = dataclasses.replace(data, splits={**data.splits, "dev": dataclasses.replace(dev, labels=(dev.labels + 1) % data.num_classes)})
+
+    def rewards(source, probe_source):
+        monkeypatch.setattr(core_module, "build_distillation_data", lambda *args, **kwargs: source)
+        core = DistillationCore(EnvConfig.from_kwargs({"task": "synthetic", "batch_size": 16, "episode_steps": 4, "reward": "probe_alignment",
+                                                       "probe_source": probe_source}), num_envs=2)
+        core.reset([np.random.default_rng(i) for i in range(2)])
+        generator = np.random.default_rng(0)
+        return [core.step(generator.integers(0, 2, size=(2, 16 * core.num_teachers)))[3]["instance_rewards"].numpy() for _ in range(3)]
+
+    np.testing.assert_array_equal(rewards(data, "labelled"), rewards(planted, "labelled"))
+    assert not np.allclose(rewards(data, "dev"), rewards(planted, "dev"))
