@@ -70,8 +70,9 @@ class MapCell:
         return ahead and self.selector_vs[NO_KD_AGENT].mean >= KD_MARGIN
 
 
-def map_cells(records: list[RunRecord]) -> list[MapCell]:
-    """A cell per map regime of ``records``, in pool, student, L order (``MAP_POOLS`` ...)."""
+def map_cells(records: list[RunRecord], selector: str | None = None) -> list[MapCell]:
+    """A cell per map regime of ``records``, in pool, student, L order (``MAP_POOLS`` ...); ``selector``:
+    this learned entry in every cell instead of each cell's own best by dev (one pick for the whole map)."""
     runs = successful_runs(records)
     present = {task for task, _ in runs}
     scales = {scale.regime: scale for scale in regime_scales([r for r in records if r.task in map_regimes()])}
@@ -80,14 +81,17 @@ def map_cells(records: list[RunRecord]) -> list[MapCell]:
         regime = get_regime(name)
         of = lambda label, name=name: runs.get((name, label), {})  # noqa: E731
         scale = scales[name]
-        selector = best_by_dev(runs, name, sorted(entry for (task, entry), of_entry in runs.items() if task == name and learned(of_entry)))
+        if selector is None:
+            chosen = best_by_dev(runs, name, sorted(entry for (task, entry), of_entry in runs.items() if task == name and learned(of_entry)))
+        else:
+            chosen = selector if runs.get((name, selector)) else None
         cells.append(MapCell(
             regime=name, pool=regime.teachers, labels=regime.task_options["labels"], student=regime.student,
             accuracy={**{label: Summary.of([r.test_accuracy for r in of(label).values()]) for label in BASELINES},
                       "reference": scale.reference_accuracy},
             scale=scale, kd_gain=paired(of(REFERENCE_AGENT), of(NO_KD_AGENT)),
-            selector=selector, selector_gain=paired(of(selector), of(scale.baseline)) if selector and scale.baseline else Summary.of([]),
-            selector_vs={label: paired(of(selector), of(label)) if selector else Summary.of([]) for label in BASELINES},
+            selector=chosen, selector_gain=paired(of(chosen), of(scale.baseline)) if chosen and scale.baseline else Summary.of([]),
+            selector_vs={label: paired(of(chosen), of(label)) if chosen else Summary.of([]) for label in BASELINES},
         ))
     return sorted(cells, key=lambda c: (MAP_POOLS.index(c.pool), MAP_STUDENTS.index(c.student), MAP_LABELS.index(c.labels)))
 
@@ -155,6 +159,41 @@ def plot_map(cells: list[MapCell], path: str | Path) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class VariantRank:
+    """A learned entry across the map: its mean gap to each cell's best baseline, paired by seed."""
+
+    entry: str
+    cells: int
+    dev_gap: float
+    test_gap: float
+
+
+def rank_learned(records: list[RunRecord]) -> list[VariantRank]:
+    """The learned entries by their mean dev-accuracy gap to each cell's best baseline (over the cells
+    they ran), best first: the way to pick one selector for the whole map by dev."""
+    runs = successful_runs(records)
+    scales = {scale.regime: scale for scale in regime_scales([r for r in records if r.task in map_regimes()])}
+    gaps: dict[str, list[tuple[float, float]]] = {}
+    for (task, entry), of_entry in runs.items():
+        scale = scales.get(task)
+        if scale is None or scale.baseline is None or not learned(of_entry):
+            continue
+        base = runs[(task, scale.baseline)]
+        seeds = sorted(set(of_entry) & set(base))
+        if seeds:
+            gaps.setdefault(entry, []).append(
+                (float(np.mean([of_entry[i].dev_accuracy - base[i].dev_accuracy for i in seeds])),
+                 float(np.mean([of_entry[i].test_accuracy - base[i].test_accuracy for i in seeds]))))
+    ranks = [VariantRank(entry, len(g), float(np.mean([d for d, _ in g])), float(np.mean([t for _, t in g]))) for entry, g in gaps.items()]
+    return sorted(ranks, key=lambda r: -r.dev_gap)
+
+
+def rank_table(ranks: list[VariantRank]) -> str:
+    rows = [[r.entry, str(r.cells), f"{100 * r.dev_gap:+.2f}", f"{100 * r.test_gap:+.2f}"] for r in ranks]
+    return markdown(["learned entry", "cells", "mean dev gap to the best baseline (pt)", "mean test gap (pt)"], rows)
+
+
 def bar_table(cells: list[MapCell]) -> str:
     """Markdown: per cell with a learned selector, its paired gain over each baseline and the bar's verdict."""
     header = ["pool", "student", "L", "learned selector (by dev)", "Δ vs no_kd (pt)", "Δ vs avg_kd (pt)", "Δ vs best_teacher (pt)", "bar"]
@@ -165,11 +204,13 @@ def bar_table(cells: list[MapCell]) -> str:
         f"each, every paired 95% interval above 0, and ahead of no_kd by at least {100 * KD_MARGIN:.0f} points (KD matters).\n")
 
 
-def write_map(records: list[RunRecord], out: str | Path) -> str:
-    """Write ``map.md`` (the map and the bar per cell) and ``map.png`` into ``out``; returns the map's table."""
-    cells = map_cells(records)
+def write_map(records: list[RunRecord], out: str | Path, selector: str | None = None) -> str:
+    """Write ``map.md`` (the map, the bar per cell, the learned entries ranked by dev) and ``map.png``
+    into ``out``; returns the map's table. ``selector``: see ``map_cells``."""
+    cells = map_cells(records, selector)
     table = map_table(cells)
     out = Path(out)
-    (out / "map.md").write_text(f"# Headroom map\n\n{table}\n## The bar per cell\n\n{bar_table(cells)}")
+    (out / "map.md").write_text(f"# Headroom map\n\n{table}\n## The bar per cell\n\n{bar_table(cells)}\n"
+                                f"## Learned entries ranked by dev across the map\n\n{rank_table(rank_learned(records))}")
     plot_map(cells, out / "map.png")
     return table

@@ -254,6 +254,7 @@ def suite(
 def headroom_map(
     results: Annotated[Path, typer.Option(help="A suite's results file holding map regimes (kd-env suite --regimes map).")],
     out: Annotated[Path | None, typer.Option(help="Output folder: map.md and map.png (default: the results file's folder).")] = None,
+    selector: Annotated[str | None, typer.Option(help="One learned entry for every cell (e.g. the top of map.md's ranking by dev) instead of each cell's best by dev.")] = None,
 ) -> None:
     """The headroom map of a suite's results: per map regime (pool x label budget x student), the headroom, KD's gain and the best selector's gain, as a table and a heatmap."""
     from experiments.headroom_map import write_map
@@ -264,7 +265,7 @@ def headroom_map(
         raise FileNotFoundError(f"no results in {results}; run kd-env suite --regimes map first")
     out = check_output_folder(out or results.parent)
     out.mkdir(parents=True, exist_ok=True)
-    typer.echo(write_map(read_records(results), out))
+    typer.echo(write_map(read_records(results), out, selector))
     typer.echo(f"map.md and map.png in {out}/")
 
 

@@ -85,3 +85,13 @@ def test_the_bar_needs_every_baseline_beaten_and_kd_to_matter():
     assert not cell([0.62, 0.60, 0.66], [0.55, 0.56, 0.57]).bar_met  # +1.7 over avg_kd, but the interval reaches below 0
     table = bar_table([cell([0.63, 0.64, 0.65], [0.55, 0.56, 0.57])])
     assert "| zoo | bow | 100 | reinforce | +8.0 ± 0.0 | +3.0 ± 0.0 | +5.0 ± 2.5 | met |" in table
+
+
+def test_learned_entries_rank_by_their_dev_gap_and_one_can_fill_every_cell():
+    from experiments.headroom_map import rank_learned
+
+    ranks = rank_learned(records())
+    assert [r.entry for r in ranks] == ["reinforce", "reinforce:episode"]  # ca_mkd is a rule
+    assert ranks[0].dev_gap == pytest.approx(0.74 - 0.70) and ranks[1].test_gap == pytest.approx(0.95 - 0.65)
+    zoo = map_cells(records(), selector="reinforce:episode")[0]
+    assert zoo.selector == "reinforce:episode" and zoo.selector_vs["avg_kd"].mean == pytest.approx(0.30)
