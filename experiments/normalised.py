@@ -15,9 +15,9 @@ denominator is one number per regime, as the Atari human-normalised score has on
 per-seed denominator would blow up on a seed where R happens to tie B. B scores 0 on every seed, R 1 on
 average.
 
-A regime where H <= 0 (the reference does not beat the best baseline) has **no headroom**: a score
-there would divide by zero or flip its sign, so the regime is reported as such and left out of the
-aggregate. So is a regime that lacks a baseline or a reference.
+A regime where H's paired 95% interval reaches 0 (the reference does not clearly beat the best
+baseline) has **no headroom**: a score there would divide by noise, zero, or flip its sign, so the
+regime is reported as such and left out of the aggregate. So is a regime that lacks a baseline or a reference.
 """
 
 from __future__ import annotations
@@ -45,7 +45,9 @@ class RegimeScale:
 
     @property
     def scored(self) -> bool:
-        return self.headroom.n > 0 and self.headroom.mean > 0
+        """Headroom whose paired 95% interval lies above 0: a denominator at noise level would blow the
+        scores up (a headroom of +0.0002 turned a 1-point gain into a score of 50)."""
+        return self.headroom.n > 1 and self.headroom.lower > 0
 
     @property
     def status(self) -> str:
@@ -53,7 +55,9 @@ class RegimeScale:
             return "not measured: needs no_kd, avg_kd or a single teacher, and correct_teachers or oracle"
         if self.headroom.n == 0:
             return "not measured: no seed ran both the baseline and the reference"
-        return "scored" if self.scored else "no headroom: left out of the aggregate"
+        if self.scored:
+            return "scored"
+        return "no headroom: left out of the aggregate" if self.headroom.mean <= 0 else "headroom within noise (interval reaches 0): left out of the aggregate"
 
 
 def regime_scales(records: list[RunRecord]) -> list[RegimeScale]:
