@@ -21,7 +21,9 @@ from kd_env.regimes import get_regime, regime_names
 
 REQUIRED = (NO_KD, AVG_KD, BEST_TEACHER, CORRECT_TEACHERS)
 """What every regime runs for its normalised score: the three baselines and the privileged reference."""
-DEFAULT_AGENTS = ("reinforce", "ca_mkd", "mtkd_rl")
+DEFAULT_AGENTS = ("reinforce:probe_alignment+mlp32+labelled_probe", "reinforce", "ca_mkd", "mtkd_rl")
+"""The learned selector the headroom map picked by dev (docs/results.md), the paper's selector with the
+batch-label reward, a classic weighting rule and MTKD-RL."""
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 NAME = "suite"
 """The preset name of every regime's grid (part of each run's key)."""

@@ -218,7 +218,7 @@ def regime_help() -> str:
 @user_errors
 def suite(
     regimes: Annotated[str | None, typer.Option(help="Regimes, comma-separated; map = the headroom map's 48 (default: the benchmark regimes). " + regime_help())] = None,
-    agents_: Annotated[str | None, typer.Option("--agents", help="Agents or preset entries to score, comma-separated (default: reinforce,ca_mkd,mtkd_rl); the baselines and the privileged references always run. " + agent_help())] = None,
+    agents_: Annotated[str | None, typer.Option("--agents", help="Agents or preset entries to score, comma-separated (default: reinforce:probe_alignment+mlp32+labelled_probe, the map's pick by dev, then reinforce,ca_mkd,mtkd_rl); the baselines and the privileged references always run. " + agent_help())] = None,
     seeds: Annotated[str, typer.Option(help="Seeds as a range or list: 0-4, 0,2,5.")] = "0-4",
     out: Annotated[Path, typer.Option(help="Output folder: results.jsonl and leaderboard.md.")] = Path("results/suite"),
     logdir: Logdir = Path("runs"),

@@ -12,14 +12,20 @@ budgets x two students. Of those, only ``zoo-labels{L}-bow-v1`` with L < 2,000 r
 A new regime is one call: ``register("name-vN", description=..., task=..., teachers=..., ...)``.
 ``kd-env suite`` (``experiments.suite``) runs agents over them and normalises their scores.
 
-| regime                      | task              | teachers           | student | labelled + transfer rows |
-|-----------------------------|-------------------|--------------------|---------|--------------------------|
-| biased-specialists-bow-v1   | twitter-sentiment | biased-specialists | bow     | 2,000 + 0                |
-| specialists-bow-v1          | twitter-sentiment | specialists        | bow     | 2,000 + 0                |
-| mixed-quality-bow-v1        | twitter-sentiment | mixed-quality      | bow     | 2,000 + 0                |
-| zoo-bow-v1                  | twitter-sentiment | zoo                | bow     | 2,000 + 0                |
-| zoo-mixed-bow-v1            | twitter-sentiment | zoo-mixed          | bow     | 2,000 + 0                |
-| {pool}-labels{L}-{student}-v1 (the headroom map, ``map_regimes()``) | twitter-sentiment | {pool}: each of ``MAP_POOLS`` | bow, head | L + (2,000 - L), L = 100, 300, 1,000, 2,000 |
+Measured headroom (test accuracy, the privileged reference minus the best of no_kd, Avg-KD and the
+best single teacher, paired over seeds 0-4, in points; docs/results.md; the map's 48 cells are there):
+
+| regime                      | task              | teachers           | student | labelled + transfer rows | headroom (pt) |
+|-----------------------------|-------------------|--------------------|---------|--------------------------|---------------|
+| biased-specialists-bow-v1   | twitter-sentiment | biased-specialists | bow     | 2,000 + 0                | +0.6 ± 1.0    |
+| specialists-bow-v1          | twitter-sentiment | specialists        | bow     | 2,000 + 0                | -1.8 ± 0.5    |
+| mixed-quality-bow-v1        | twitter-sentiment | mixed-quality      | bow     | 2,000 + 0                | -2.0 ± 0.6    |
+| zoo-bow-v1                  | twitter-sentiment | zoo                | bow     | 2,000 + 0                | -0.4 ± 1.0    |
+| zoo-mixed-bow-v1            | twitter-sentiment | zoo-mixed          | bow     | 2,000 + 0                | +0.0 ± 0.7    |
+| zoo-labels100-bow-v1        | twitter-sentiment | zoo                | bow     | 100 + 1,900              | +6.1 ± 1.4    |
+| zoo-labels300-bow-v1        | twitter-sentiment | zoo                | bow     | 300 + 1,700              | +6.0 ± 2.5    |
+| zoo-labels1000-bow-v1       | twitter-sentiment | zoo                | bow     | 1,000 + 1,000            | +2.1 ± 2.2    |
+| {pool}-labels{L}-{student}-v1 (the headroom map, ``map_regimes()``) | twitter-sentiment | {pool}: each of ``MAP_POOLS`` | bow, head | L + (2,000 - L), L = 100, 300, 1,000, 2,000 | -2.5 to +7.3 |
 | synthetic-tiny-v1 (tests)   | synthetic, 40% label noise, 128 rows | its experts | head | 128 + 0   |
 """
 
