@@ -189,7 +189,8 @@ class ReinforceAgent(StepwiseAgent):
         self.steps_taken += self.num_envs
         if stage != "student":
             instance_rewards = np.reshape(info["instance_rewards"], (self.num_envs, -1))
-            rewarded = np.reshape(info.get("instance_rewarded", np.ones_like(instance_rewards, dtype=bool)), (self.num_envs, -1))
+            # Only a transfer set's batch-label rewards mark which instances they reward.
+            rewarded = np.reshape(info["instance_rewarded"], (self.num_envs, -1)) if "instance_rewarded" in info else [None] * self.num_envs
             for rollout, env_reward, env_instance_rewards, env_rewarded in zip(self.rollouts, np.atleast_1d(reward), instance_rewards, rewarded):
                 self._record(rollout, float(env_reward), env_instance_rewards, env_rewarded)
         episode_over = bool(np.any(terminated) or np.any(truncated))  # sub-envs end together
@@ -207,7 +208,7 @@ class ReinforceAgent(StepwiseAgent):
         return {} if episode_over else None
 
     # ------------------------------------------------------------------------------- the update
-    def _record(self, rollout: Rollout, reward: float, instance_rewards: np.ndarray, rewarded: np.ndarray) -> None:
+    def _record(self, rollout: Rollout, reward: float, instance_rewards: np.ndarray, rewarded: np.ndarray | None) -> None:
         mode = self.config.advantage
         rollout.rewards.append(reward)
         if mode == "step":

@@ -13,14 +13,14 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import gymnasium as gym
 
 from agents.training import TrainConfig, load_student, make_env, train
 from experiments.compare import SELECT_ENV, pending_runs, profile
-from experiments.grids import GridSpec, read_mapping
+from experiments.grids import GridSpec, read_mapping, require_known_keys
 from experiments.presets import PROFILE
 from experiments.model_card import model_card
 from experiments.report import REFERENCE_AGENT as REFERENCE
@@ -77,10 +77,7 @@ class DistillSpec:
 
     @classmethod
     def from_mapping(cls, values: dict) -> "DistillSpec":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise UserError(f"unknown distill keys {unknown}; available: {sorted(known)}")
+        require_known_keys(cls, values, "distill")
         missing = [name for name in ("task", "out") if name not in values]
         if missing:
             raise UserError(f"distill needs {' and '.join('--' + name for name in missing)} (or a --config file naming them)")

@@ -71,6 +71,14 @@ def check_stages(entry: GridEntry, epochs: int) -> None:
                          f"the agent never trains it and the student would be Avg-KD's; give at least {stage + 1} epochs")
 
 
+def require_known_keys(spec_class, values: dict, what: str, also: tuple[str, ...] = ()) -> None:
+    """Refuse keys of a spec file or mapping that are no field of ``spec_class`` (nor in ``also``)."""
+    known = {f.name for f in fields(spec_class)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UserError(f"unknown {what} keys {unknown}; available: {sorted(known | set(also))}")
+
+
 def read_mapping(path: str | Path, what: str) -> dict:
     """A YAML (``.yaml``/``.yml``) or JSON file holding one mapping of keys."""
     path = Path(path)
@@ -136,10 +144,7 @@ class GridSpec:
         values = dict(values)
         if "task" in values:
             values["tasks"] = [*split_names(values.pop("task")), *split_names(values.pop("tasks", []))]
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise UserError(f"unknown grid keys {unknown}; available: {sorted(known | {'task'})}")
+        require_known_keys(cls, values, "grid", also=("task",))
         for key in ("tasks", "agents"):
             if key in values:
                 values[key] = split_names(values[key])

@@ -30,7 +30,7 @@ from matplotlib.colors import Normalize  # noqa: E402
 
 from experiments.normalised import RegimeScale, regime_scales  # noqa: E402
 from experiments.report import (  # noqa: E402
-    BEST_SINGLE_AGENT, CLAIM_MARGIN, NO_KD_AGENT, REFERENCE_AGENT, Summary, best_by_dev, learned, markdown, paired, successful_runs,
+    BEST_SINGLE_AGENT, CLAIM_MARGIN, NO_KD_AGENT, REFERENCE_AGENT, Summary, learned, learned_selector, markdown, paired, successful_runs,
 )
 from experiments.results import RunRecord  # noqa: E402
 from kd_env.regimes import MAP_LABELS, MAP_POOLS, MAP_STUDENTS, get_regime, map_regimes  # noqa: E402
@@ -82,7 +82,7 @@ def map_cells(records: list[RunRecord], selector: str | None = None) -> list[Map
         of = lambda label, name=name: runs.get((name, label), {})  # noqa: E731
         scale = scales[name]
         if selector is None:
-            chosen = best_by_dev(runs, name, sorted(entry for (task, entry), of_entry in runs.items() if task == name and learned(of_entry)))
+            chosen = learned_selector(runs, name)
         else:
             chosen = selector if runs.get((name, selector)) else None
         cells.append(MapCell(
@@ -179,12 +179,9 @@ def rank_learned(records: list[RunRecord]) -> list[VariantRank]:
         scale = scales.get(task)
         if scale is None or scale.baseline is None or not learned(of_entry):
             continue
-        base = runs[(task, scale.baseline)]
-        seeds = sorted(set(of_entry) & set(base))
-        if seeds:
-            gaps.setdefault(entry, []).append(
-                (float(np.mean([of_entry[i].dev_accuracy - base[i].dev_accuracy for i in seeds])),
-                 float(np.mean([of_entry[i].test_accuracy - base[i].test_accuracy for i in seeds]))))
+        dev, test = (paired(of_entry, runs[(task, scale.baseline)], metric) for metric in ("dev_accuracy", "test_accuracy"))
+        if dev.n:
+            gaps.setdefault(entry, []).append((dev.mean, test.mean))
     ranks = [VariantRank(entry, len(g), float(np.mean([d for d, _ in g])), float(np.mean([t for _, t in g]))) for entry, g in gaps.items()]
     return sorted(ranks, key=lambda r: -r.dev_gap)
 

@@ -89,9 +89,9 @@ def successful_runs(records: list[RunRecord]) -> RunsByAgent:
     return ok
 
 
-def paired(runs: dict[int, RunRecord], other: dict[int, RunRecord]) -> Summary:
-    """Test accuracy of ``runs`` minus ``other``, seed by seed, over the seeds both have."""
-    return Summary.of([runs[s].test_accuracy - other[s].test_accuracy for s in sorted(runs) if s in other])
+def paired(runs: dict[int, RunRecord], other: dict[int, RunRecord], metric: str = "test_accuracy") -> Summary:
+    """``metric`` of ``runs`` minus ``other``'s, seed by seed, over the seeds both have."""
+    return Summary.of([getattr(runs[s], metric) - getattr(other[s], metric) for s in sorted(runs) if s in other])
 
 
 def summarise(records: list[RunRecord], reference: str = REFERENCE_AGENT) -> list[AgentRow]:
@@ -151,7 +151,7 @@ class Headroom:
         return "headroom" if self.vs_best_of_three.lower > 0 else f"headroom, but {self.best_of_three} is as good"
 
 
-def best_by_dev(runs: RunsByAgent, task: str, labels: list[str]) -> str | None:
+def _best_by_dev(runs: RunsByAgent, task: str, labels: list[str]) -> str | None:
     """The label among ``labels`` whose students have the highest mean dev accuracy on ``task``."""
     scored = [(np.mean([r.dev_accuracy for r in runs[(task, label)].values()]), label) for label in labels if runs.get((task, label))]
     return max(scored)[1] if scored else None
@@ -161,7 +161,7 @@ def _tasks(runs: RunsByAgent):
     """Per task: its entry labels, its best single teacher (by dev) and a label -> runs lookup."""
     for task in sorted({task for task, _ in runs}):
         labels = sorted(entry for t, entry in runs if t == task)
-        single = best_by_dev(runs, task, [a for a in labels if a == BEST_SINGLE_AGENT or a.startswith("single:")])
+        single = _best_by_dev(runs, task, [a for a in labels if a == BEST_SINGLE_AGENT or a.startswith("single:")])
         yield task, labels, single, lambda label, task=task: runs.get((task, label), {})
 
 
@@ -170,9 +170,9 @@ def headroom_summary(records: list[RunRecord]) -> list[Headroom]:
     runs = successful_runs(records)
     result = []
     for task, labels, single, of in _tasks(runs):
-        reference = best_by_dev(runs, task, [a for a in labels if a.split(":")[0] in PRIVILEGED_AGENTS])
-        baseline = best_by_dev(runs, task, [a for a in (REFERENCE_AGENT, single) if a])
-        best_of_three = best_by_dev(runs, task, [a for a in (NO_KD_AGENT, REFERENCE_AGENT, single) if a])
+        reference = _best_by_dev(runs, task, [a for a in labels if a.split(":")[0] in PRIVILEGED_AGENTS])
+        baseline = _best_by_dev(runs, task, [a for a in (REFERENCE_AGENT, single) if a])
+        best_of_three = _best_by_dev(runs, task, [a for a in (NO_KD_AGENT, REFERENCE_AGENT, single) if a])
         result.append(Headroom(
             task=task, reference=reference, baseline=baseline, best_of_three=best_of_three,
             reference_accuracy=Summary.of([r.test_accuracy for r in of(reference).values()]),
@@ -232,12 +232,17 @@ def learned(runs: dict[int, RunRecord]) -> bool:
     return bool(names) and None not in names and all(agent_class(name).learns for name in names)
 
 
+def learned_selector(runs: RunsByAgent, task: str) -> str | None:
+    """The entry of a learning agent with the best mean dev accuracy on ``task``."""
+    return _best_by_dev(runs, task, sorted(entry for (t, entry), of_entry in runs.items() if t == task and learned(of_entry)))
+
+
 def claim_summary(records: list[RunRecord]) -> list[Claim]:
     """One ``Claim`` per task of ``records``."""
     runs = successful_runs(records)
     result = []
     for task, labels, single, of in _tasks(runs):
-        selector = best_by_dev(runs, task, [a for a in labels if learned(runs[(task, a)])])
+        selector = learned_selector(runs, task)
         result.append(Claim(
             task=task, selector=selector, best_single=single,
             selector_accuracy=Summary.of([r.test_accuracy for r in of(selector).values()]),
